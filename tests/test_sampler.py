@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+
+from ticket_router.sampler import ProportionalTaskBatchSampler, task_shares
+
+
+def disjoint_labels(counts):
+    """A label matrix where each row is labeled for exactly one task (so batch composition = quotas)."""
+    rows = []
+    for t, n in enumerate(counts):
+        for _ in range(n):
+            row = [-100] * len(counts)
+            row[t] = 0
+            rows.append(row)
+    return np.array(rows)
+
+
+def composition(sampler, labels, epochs=range(3)):
+    totals = np.zeros(labels.shape[1])
+    for epoch in epochs:
+        sampler.set_epoch(epoch)
+        for batch in sampler:
+            totals += (labels[batch] >= 0).sum(axis=0)
+    return totals / totals.sum()
+
+
+def test_shares_follow_counts_and_temperature():
+    assert task_shares([600, 300, 100], 1.0) == pytest.approx([0.6, 0.3, 0.1])
+    assert task_shares([600, 300, 100], 1000.0) == pytest.approx([1 / 3] * 3, abs=0.01)
+    with pytest.raises(ValueError, match="temperature"):
+        task_shares([1, 2], 0)
+
+
+def test_proportions_match_label_counts_statistically():
+    counts = [1200, 500, 300]
+    labels = disjoint_labels(counts)
+    sampler = ProportionalTaskBatchSampler(labels, batch_size=16, temperature=1.0, seed=3)
+    observed = composition(sampler, labels)
+    # 3 epochs x 125 batches x 16 slots = 6000 draws: a binomial share has sd < 0.007
+    assert observed == pytest.approx([0.6, 0.25, 0.15], abs=0.02)
+
+
+def test_uniform_at_high_temperature_and_rare_task_in_every_batch():
+    labels = disjoint_labels([1500, 400, 20])
+    sampler = ProportionalTaskBatchSampler(labels, batch_size=12, temperature=50.0, seed=0)
+    assert composition(sampler, labels) == pytest.approx([1 / 3] * 3, abs=0.03)
+    proportional = ProportionalTaskBatchSampler(labels, batch_size=12, temperature=1.0, seed=0)
+    for batch in proportional:
+        assert (labels[batch] >= 0).any(axis=0).all(), "every task present in every batch"
+
+
+def test_deterministic_per_seed_and_epoch_and_no_duplicates():
+    labels = np.array([[0, 1 if i % 3 else -100] for i in range(100)])
+    a = ProportionalTaskBatchSampler(labels, batch_size=8, seed=5)
+    b = ProportionalTaskBatchSampler(labels, batch_size=8, seed=5)
+    assert list(a) == list(b)
+    a.set_epoch(1)
+    assert list(a) != list(b)
+    b.set_epoch(1)
+    assert list(a) == list(b)
+    assert len(list(a)) == len(a) == 13
+    for batch in a:
+        assert len(batch) == len(set(batch)) == 8
+
+
+def test_rows_without_any_label_are_never_drawn():
+    labels = np.array([[0, -100], [-100, 1], [-100, -100], [1, 0]] * 10)
+    sampler = ProportionalTaskBatchSampler(labels, batch_size=4, seed=0)
+    drawn = {row for batch in sampler for row in batch}
+    assert not drawn & set(range(2, 40, 4))
+    assert len(sampler) == 8  # 30 labeled rows / 4

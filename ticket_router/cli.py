@@ -1,0 +1,205 @@
+"""`ticket-router` command line: train, baselines, evaluate, predict, shadow.
+
+Bad input ends with one line on stderr (`ticket-router: error: ...`) and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+from .config import TrainConfig, build_config
+from .errors import InputError
+
+logger = logging.getLogger("ticket_router")
+
+_REPEATABLE = {"tasks": ("--task", "NAME=COLUMN"), "task_weights": ("--task-weight", "NAME=WEIGHT")}
+
+
+def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; defaults are None so that only given flags override the YAML config."""
+    parser.add_argument("--config", help="YAML file with the same keys as these flags (flags win).")
+    for f in fields(TrainConfig):
+        help_text = f.metadata.get("help", "")
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        if default not in (None, {}, []):
+            help_text += f" Default: {default if not isinstance(default, list) else ','.join(default)}."
+        if f.name in _REPEATABLE:
+            flag, metavar = _REPEATABLE[f.name]
+            parser.add_argument(flag, dest=f.name, action="append", metavar=metavar, help=help_text)
+        elif f.type in ("bool", bool):
+            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=None, help=help_text)
+        else:
+            kind = {"float": float, "int": int, "int | None": int, "float | None": float}.get(str(f.type), str)
+            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, help=help_text)
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    return build_config(args.config, overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import train_router
+
+    summary = train_router(_train_config(args))
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_baselines(args: argparse.Namespace) -> int:
+    from .baselines import train_baselines
+
+    summaries = train_baselines(_train_config(args))
+    print(json.dumps({task: s.get("tasks", {}) for task, s in summaries.items()}, indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .data import read_table
+    from .router import Router
+
+    router = Router.from_pretrained(args.model)
+    metrics = router.evaluate(read_table(args.data), args.data, strict=args.strict, batch_size=args.batch_size)
+    text = json.dumps(metrics, indent=2, sort_keys=True)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def _read_tickets(path: str, router, text_columns: list[str] | None) -> tuple[list[str], list | None]:
+    """Ticket texts and ids: stdin/.txt give one ticket per line; tables use the model's text columns."""
+    if path == "-" or path.endswith(".txt"):
+        handle = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+        with handle:
+            lines = [line.rstrip("\n") for line in handle]
+        return [line for line in lines if line.strip()], None
+    from .data import join_text_columns, read_table
+
+    table = read_table(path)
+    texts = join_text_columns(table, text_columns or router.text_columns, path)
+    ids = table["id"] if "id" in table.column_names else None
+    return texts, ids
+
+
+def _write_predictions(path: str, records: list[dict], ids: list | None) -> None:
+    rows = [({"id": ids[i]} if ids is not None else {}) | record for i, record in enumerate(records)]
+    if path == "-" or not path.endswith(".csv"):
+        if path != "-" and not path.endswith((".jsonl", ".json")):
+            raise InputError(f"--output {path}: use .csv, .jsonl or - (stdout)")
+        handle = sys.stdout if path == "-" else open(path, "w", encoding="utf-8")  # noqa: SIM115
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        if handle is not sys.stdout:
+            handle.close()
+        return
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        tasks = list(records[0]) if records else []
+        header = (["id"] if ids is not None else []) + [f"{t}_{k}" for t in tasks for k in ("label", "confidence", "scores")]
+        writer.writerow(header)
+        for i, record in enumerate(records):
+            cells = [ids[i]] if ids is not None else []
+            for t in tasks:
+                cells += [record[t]["label"], record[t]["confidence"], json.dumps(record[t]["scores"])]
+            writer.writerow(cells)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .router import Router
+
+    router = Router.from_pretrained(args.model)
+    text_columns = [c.strip() for c in args.text_columns.split(",")] if args.text_columns else None
+    texts, ids = _read_tickets(args.input, router, text_columns)
+    records = router.route(texts, batch_size=args.batch_size, show_progress=args.output != "-")
+    if args.output != "-":
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    _write_predictions(args.output, records, ids)
+    logger.info("Routed %d ticket(s) to %s", len(records), args.output)
+    return 0
+
+
+def cmd_shadow(args: argparse.Namespace) -> int:
+    from .shadow import run_shadow
+
+    report = run_shadow(args.model, args.baselines, args.data, args.report, batch_size=args.batch_size,
+                        latency_repeats=args.latency_repeats, n_bootstrap=args.bootstrap, seed=args.seed)
+    print(json.dumps({"tasks": {t: r.get("verdict") for t, r in report["tasks"].items()},
+                      "latency": report["latency"]}, indent=2))
+    logger.info("Report written to %s", Path(args.report) / "report.md")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ticket-router", description=__doc__.splitlines()[0])
+    parser.add_argument("-q", "--quiet", action="store_true", help="Only warnings and errors.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="Fine-tune one encoder with a head per task.")
+    _add_train_flags(train)
+    train.set_defaults(func=cmd_train)
+
+    baselines = commands.add_parser("baselines", help="Train one single-task model per task (same budget).")
+    _add_train_flags(baselines)
+    baselines.set_defaults(func=cmd_baselines)
+
+    evaluate = commands.add_parser("evaluate", help="Accuracy and macro-F1 per task on a labeled file.")
+    evaluate.add_argument("--model", required=True, help="Model directory.")
+    evaluate.add_argument("--data", required=True, help="Labeled file (.csv, .tsv, .jsonl, .parquet).")
+    evaluate.add_argument("--output", help="Write the metrics JSON here too.")
+    evaluate.add_argument("--strict", action="store_true", help="Refuse labels the model never saw.")
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    predict = commands.add_parser("predict", help="Route tickets: label, confidence and scores per task.")
+    predict.add_argument("--model", required=True, help="Model directory.")
+    predict.add_argument("--input", required=True, help="File (.csv, .tsv, .jsonl, .parquet, .txt) or - for stdin lines.")
+    predict.add_argument("--output", required=True, help="Output .csv or .jsonl, or - for JSON lines on stdout.")
+    predict.add_argument("--text-columns", help="Override the model's text columns for this file.")
+    predict.add_argument("--batch-size", type=int, default=64)
+    predict.set_defaults(func=cmd_predict)
+
+    shadow = commands.add_parser("shadow", help="Compare the multi-task router with the single-task baselines.")
+    shadow.add_argument("--model", required=True, help="Multi-task model directory.")
+    shadow.add_argument("--baselines", required=True, help="Directory of single-task models (DIR/<task>/).")
+    shadow.add_argument("--data", required=True, help="Tickets to compare on (gold labels optional).")
+    shadow.add_argument("--report", required=True, help="Output directory for report.json, report.md, plots.")
+    shadow.add_argument("--batch-size", type=int, default=32)
+    shadow.add_argument("--latency-repeats", type=int, default=5)
+    shadow.add_argument("--bootstrap", type=int, default=1000, help="Bootstrap resamples for the CI.")
+    shadow.add_argument("--seed", type=int, default=0)
+    shadow.set_defaults(func=cmd_shadow)
+    return parser
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    import transformers
+
+    transformers.logging.set_verbosity_warning()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.quiet)
+    try:
+        return args.func(args)
+    except InputError as error:
+        print(f"ticket-router: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Per-task losses and how they are combined.
+
+`masked_task_losses` gives one cross-entropy per task over the rows labeled for it (IGNORE_INDEX and
+UNSEEN_INDEX rows are left out); a task with no labeled row in the batch contributes an exact zero that stays
+attached to the graph, so every head still receives a (zero) gradient and distributed training sees no unused
+parameter.
+
+`combine_task_losses` turns them into the training objective:
+- EQUAL: the sum of the task losses;
+- FIXED: a user-weighted sum;
+- UNCERTAINTY: Kendall, Gal & Cipolla (2018), "Multi-Task Learning Using Uncertainty to Weigh Losses", with one
+  learned log-variance s_t per task: sum_t exp(-s_t) * L_t + s_t / 2 (the classification form). Its optimum is
+  s_t = log(2 L_t): a task whose loss is high gets a low weight. Tasks absent from a batch add nothing, not even
+  their s_t / 2 term, which would otherwise drag s_t down on batches that carry no information about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+
+import torch
+import torch.nn.functional as F
+
+
+class LossWeighting(str, Enum):
+    EQUAL = "equal"
+    FIXED = "fixed"
+    UNCERTAINTY = "uncertainty"
+
+
+def masked_task_losses(
+    logits: Sequence[torch.Tensor],
+    labels: torch.Tensor,
+    class_weights: Sequence[torch.Tensor | None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (losses [T], present [T] bool): mean cross-entropy of each task over its labeled rows."""
+    losses, present = [], []
+    for t, task_logits in enumerate(logits):
+        task_labels = labels[:, t]
+        mask = task_labels >= 0
+        if not bool(mask.any()):
+            losses.append(task_logits.sum() * 0.0)
+            present.append(False)
+            continue
+        weight = None if class_weights is None else class_weights[t]
+        if weight is not None:
+            weight = weight.to(device=task_logits.device, dtype=torch.float32)
+        losses.append(F.cross_entropy(task_logits[mask].float(), task_labels[mask], weight=weight))
+        present.append(True)
+    return torch.stack(losses), torch.tensor(present, device=labels.device)
+
+
+def combine_task_losses(
+    losses: torch.Tensor,
+    present: torch.Tensor,
+    weighting: LossWeighting,
+    log_vars: torch.Tensor | None = None,
+    fixed_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Combine per-task losses into one scalar (see the module docstring for the formulas)."""
+    if weighting is LossWeighting.EQUAL:
+        return losses.sum()
+    if weighting is LossWeighting.FIXED:
+        return (fixed_weights.to(losses) * losses).sum()
+    precision = torch.exp(-log_vars.float())
+    terms = precision * losses + 0.5 * log_vars.float()
+    return torch.where(present, terms, torch.zeros_like(terms)).sum()
+
+
+def effective_weights(
+    weighting: LossWeighting, num_tasks: int, log_vars: torch.Tensor | None, fixed_weights: torch.Tensor | None
+) -> list[float]:
+    """The multiplier each task loss currently gets (for logs)."""
+    if weighting is LossWeighting.UNCERTAINTY and log_vars is not None:
+        return torch.exp(-log_vars.detach().float()).tolist()
+    if weighting is LossWeighting.FIXED and fixed_weights is not None:
+        return fixed_weights.tolist()
+    return [1.0] * num_tasks
+
+
+def inverse_frequency_weights(counts: Sequence[int]) -> torch.Tensor:
+    """Class weights n / (k * count_c) ("balanced"); a class absent from training gets weight 0 (it has no rows)."""
+    counts_t = torch.tensor(list(counts), dtype=torch.float32)
+    seen = counts_t > 0
+    weights = torch.zeros_like(counts_t)
+    weights[seen] = counts_t.sum() / (seen.sum() * counts_t[seen])
+    return weights

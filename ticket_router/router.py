@@ -1,0 +1,119 @@
+"""`Router`: load one saved model directory and route tickets with one forward pass for every head.
+
+Batches are formed from tickets sorted by length, so padding stays small, and results come back in input order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer
+
+from .data import encode_labels, join_text_columns
+from .errors import InputError
+from .metrics import mean_macro_f1, task_metrics
+from .modeling import MultiTaskRouterModel, RouterConfig
+from .tasks import TaskSpec
+
+logger = logging.getLogger(__name__)
+
+
+class Router:
+    def __init__(self, model: MultiTaskRouterModel, tokenizer, device: str | torch.device | None = None):
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.specs: list[TaskSpec] = model.config.task_specs()
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None) -> "Router":
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise InputError(f"{path}: not a ticket_router model directory (no config.json)")
+        config = RouterConfig.from_pretrained(path)
+        if getattr(config, "model_type", None) != RouterConfig.model_type or not config.tasks:
+            raise InputError(f"{path}: config.json is not a ticket_router model (train one with `ticket-router train`)")
+        model = MultiTaskRouterModel.from_pretrained(path, config=config)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        return cls(model, tokenizer, device)
+
+    @property
+    def task_names(self) -> list[str]:
+        return [spec.name for spec in self.specs]
+
+    @property
+    def labels(self) -> dict[str, list[str]]:
+        return {spec.name: list(spec.labels) for spec in self.specs}
+
+    @property
+    def task_columns(self) -> dict[str, str]:
+        return {spec.name: spec.column for spec in self.specs}
+
+    @property
+    def text_columns(self) -> list[str]:
+        return list(self.model.config.text_columns or [])
+
+    @property
+    def max_length(self) -> int:
+        return int(self.model.config.max_length)
+
+    def texts_from_table(self, table: datasets.Dataset, source: str) -> list[str]:
+        return join_text_columns(table, self.text_columns, source)
+
+    @torch.inference_mode()
+    def predict_proba(
+        self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False
+    ) -> dict[str, np.ndarray]:
+        """Per task, an (n_texts, n_labels) array of class probabilities."""
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        outputs = {spec.name: np.zeros((len(texts), spec.num_labels), dtype=np.float32) for spec in self.specs}
+        names = set(self.tokenizer.model_input_names)
+        starts = range(0, len(texts), batch_size)
+        for start in tqdm(starts, desc="Routing", disable=not show_progress, unit="batch"):
+            rows = order[start:start + batch_size]
+            encoded = self.tokenizer([texts[i] for i in rows], padding=True, truncation=True,
+                                     max_length=self.max_length, return_tensors="pt")
+            inputs = {k: v.to(self.device) for k, v in encoded.items() if k in names}
+            logits = self.model(**inputs).logits
+            for spec, task_logits in zip(self.specs, logits):
+                outputs[spec.name][rows] = torch.softmax(task_logits.float(), dim=-1).cpu().numpy()
+        return outputs
+
+    def route(self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False) -> list[dict]:
+        """One record per ticket: {task: {"label", "confidence", "scores": {label: probability}}}."""
+        probabilities = self.predict_proba(texts, batch_size, show_progress)
+        records = []
+        for i in range(len(texts)):
+            record = {}
+            for spec in self.specs:
+                scores = probabilities[spec.name][i]
+                best = int(scores.argmax())
+                record[spec.name] = {
+                    "label": spec.output_label(spec.labels[best]),
+                    "confidence": round(float(scores[best]), 6),
+                    "scores": {label: round(float(p), 6) for label, p in zip(spec.labels, scores)},
+                }
+            records.append(record)
+        return records
+
+    def evaluate(self, table: datasets.Dataset, source: str, strict: bool = False, batch_size: int = 32) -> dict:
+        """{"tasks": {name: {accuracy, macro_f1, n}}, "mean_macro_f1"}; tasks whose column is absent are skipped."""
+        present = [s for s in self.specs if s.column in table.column_names]
+        for spec in self.specs:
+            if spec not in present:
+                logger.warning("%s: no column %r: task %r is not evaluated", source, spec.column, spec.name)
+        if not present:
+            columns = ", ".join(repr(s.column) for s in self.specs)
+            raise InputError(f"{source}: none of the label columns {columns} is present; nothing to evaluate")
+        gold = encode_labels(table, present, source, strict=strict)
+        probabilities = self.predict_proba(self.texts_from_table(table, source), batch_size, show_progress=True)
+        per_task = {
+            spec.name: task_metrics(gold[:, t], probabilities[spec.name].argmax(-1)) for t, spec in enumerate(present)
+        }
+        return {"tasks": per_task, "mean_macro_f1": mean_macro_f1(per_task)}

@@ -1,0 +1,101 @@
+"""Proportional task batch sampling.
+
+With partial labels, plain shuffling lets a rare task vanish from many steps. `ProportionalTaskBatchSampler`
+gives every batch a quota of rows per task, drawn from the rows labeled for that task, with task shares
+p_t ∝ n_t^(1/T): T=1 follows label counts, a large T approaches uniform. Every task gets at least one row per
+batch (when the batch has room), so no head starves. Shares are met in expectation by stochastic rounding of
+the fractional quotas; rows drawn for one task still carry all their other labels.
+
+An epoch is ceil(n_labeled_rows / batch_size) batches. Each task's pool is reshuffled whenever it runs out.
+Randomness comes from a generator seeded with seed + epoch (`set_epoch`, called by the Trainer), so epochs
+differ and runs repeat.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+
+def task_shares(label_counts: Sequence[int], temperature: float = 1.0) -> np.ndarray:
+    """p_t ∝ n_t^(1/T); tasks without labels get 0."""
+    if temperature <= 0:
+        raise ValueError(f"sampling temperature must be > 0, got {temperature}")
+    counts = np.asarray(label_counts, dtype=np.float64)
+    scaled = np.where(counts > 0, counts ** (1.0 / temperature), 0.0)
+    return scaled / scaled.sum()
+
+
+class _Pool:
+    """Endless shuffled stream over one task's rows, reshuffled at each pass."""
+
+    def __init__(self, rows: np.ndarray, generator: torch.Generator):
+        self.rows, self.generator, self.order, self.position = rows, generator, np.empty(0, np.int64), 0
+
+    def next(self) -> int:
+        if self.position >= len(self.order):
+            perm = torch.randperm(len(self.rows), generator=self.generator).numpy()
+            self.order, self.position = self.rows[perm], 0
+        self.position += 1
+        return int(self.order[self.position - 1])
+
+
+class ProportionalTaskBatchSampler(Sampler[list[int]]):
+    def __init__(
+        self,
+        labels: np.ndarray,
+        batch_size: int,
+        temperature: float = 1.0,
+        seed: int = 0,
+    ):
+        """`labels` is the (n_rows, n_tasks) label matrix; a row is labeled for task t when labels[row, t] >= 0."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        labeled = np.asarray(labels) >= 0
+        self.task_rows = [np.flatnonzero(labeled[:, t]) for t in range(labeled.shape[1])]
+        self.shares = task_shares([len(rows) for rows in self.task_rows], temperature)
+        self.num_labeled_rows = int(labeled.any(axis=1).sum())
+        if self.num_labeled_rows == 0:
+            raise ValueError("no training row has a label for any task")
+        self.batch_size, self.seed, self.epoch = batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_labeled_rows / self.batch_size)
+
+    def quotas(self, generator: torch.Generator) -> np.ndarray:
+        """Rows per task for one batch: floor(B p_t), at least 1, remainder by stochastic rounding."""
+        active = self.shares > 0
+        exact = self.batch_size * self.shares
+        quota = np.floor(exact).astype(np.int64)
+        if self.batch_size >= active.sum():
+            quota[active] = np.maximum(quota[active], 1)
+        missing = self.batch_size - int(quota.sum())
+        if missing > 0:
+            remainder = torch.tensor(np.clip(exact - np.floor(exact), 0, None) + 1e-12 * active)
+            picks = torch.multinomial(remainder, missing, replacement=False, generator=generator).numpy()
+            quota[picks] += 1
+        return quota
+
+    def __iter__(self) -> Iterator[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        pools = [_Pool(rows, generator) for rows in self.task_rows]
+        for _ in range(len(self)):
+            batch: list[int] = []
+            chosen: set[int] = set()
+            for t, count in enumerate(self.quotas(generator)):
+                # Skip rows already drawn for another task; a bounded number of tries keeps tiny pools safe.
+                for _ in range(int(count)):
+                    for _attempt in range(len(self.task_rows[t])):
+                        row = pools[t].next()
+                        if row not in chosen:
+                            chosen.add(row)
+                            batch.append(row)
+                            break
+            yield batch

@@ -1,0 +1,164 @@
+"""The `train` job: read data, build task specs, fine-tune with `MultiTaskTrainer`, save one model directory.
+
+The model directory (`config.output`) holds model.safetensors + config.json (encoder config, task specs, label
+maps), the tokenizer, `training_config.json`, `log_history.json` and, with a validation file, `metrics.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
+
+from .backbone import load_backbone
+from .config import TrainConfig
+from .data import build_task_specs, encode_labels, join_text_columns, label_counts, read_table, tokenize_dataset
+from .losses import inverse_frequency_weights
+from .metrics import compute_metrics_fn, multitask_metrics
+from .modeling import MultiTaskRouterModel
+from .tasks import TaskSpec, parse_task_mapping
+from .trainer import MultiTaskTrainer
+from .training_args import RouterTrainingArguments
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedData:
+    specs: list[TaskSpec]
+    train_texts: list[str]
+    train_labels: np.ndarray
+    eval_texts: list[str] | None = None
+    eval_labels: np.ndarray | None = None
+
+
+def _log_label_summary(labels: np.ndarray, specs: list[TaskSpec], source: str) -> None:
+    for t, spec in enumerate(specs):
+        labeled = int((labels[:, t] >= 0).sum())
+        logger.info("%s: task %r (column %r): %d/%d rows labeled, %d classes",
+                    source, spec.name, spec.column, labeled, len(labels), spec.num_labels)
+    unlabeled = int((labels < 0).all(axis=1).sum())
+    if unlabeled:
+        logger.warning("%s: %d row(s) have no label for any task; they cannot train any head", source, unlabeled)
+
+
+def prepare_data(config: TrainConfig) -> PreparedData:
+    """Read and encode the training (and validation) data, refusing bad input with one-line errors."""
+    mapping = parse_task_mapping(config.tasks)
+    table = read_table(config.train)
+    specs = build_task_specs(table, mapping, config.train)
+    texts = join_text_columns(table, config.text_columns, config.train)
+    labels = encode_labels(table, specs, config.train)
+    if config.drop_partial_rows:
+        keep = (labels >= 0).all(axis=1)
+        logger.info("drop_partial_rows: keeping %d of %d rows (those labeled for every task)", keep.sum(), len(keep))
+        texts, labels = [t for t, k in zip(texts, keep) if k], labels[keep]
+    _log_label_summary(labels, specs, config.train)
+    data = PreparedData(specs, texts, labels)
+    if config.validation:
+        eval_table = read_table(config.validation)
+        data.eval_texts = join_text_columns(eval_table, config.text_columns, config.validation)
+        data.eval_labels = encode_labels(eval_table, specs, config.validation, strict=config.strict)
+    return data
+
+
+def training_arguments(config: TrainConfig, has_eval: bool) -> RouterTrainingArguments:
+    strategy = ("steps" if config.eval_steps else "epoch") if has_eval else "no"
+    return RouterTrainingArguments(
+        output_dir=str(Path(config.output) / "checkpoints"),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        head_learning_rate=config.head_learning_rate,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_ratio,
+        seed=config.seed,
+        eval_strategy=strategy,
+        eval_steps=config.eval_steps,
+        save_strategy=strategy if has_eval else "epoch",
+        save_total_limit=1,
+        load_best_model_at_end=has_eval,
+        metric_for_best_model="mean_macro_f1" if has_eval else None,
+        greater_is_better=True,
+        logging_steps=config.logging_steps,
+        report_to="none",
+        loss_weighting=config.loss_weighting,
+        task_weights=config.task_weights or None,
+        uncertainty_warmup_steps=config.uncertainty_warmup_steps,
+        sampling=config.sampling,
+        sampling_temperature=config.sampling_temperature,
+        class_weights=config.class_weights,
+        freeze_encoder_steps=config.freeze_encoder_steps,
+        precision=config.precision,
+    )
+
+
+def train_router(config: TrainConfig) -> dict:
+    """Train, save and (with validation data) evaluate a router; returns the summary written to metrics.json."""
+    config.validate()
+    set_seed(config.seed)
+    data = prepare_data(config)
+    try:
+        args = training_arguments(config, has_eval=data.eval_texts is not None)
+    except ValueError as error:  # bad enum values and ranges, named by RouterTrainingArguments
+        from .errors import InputError
+
+        raise InputError(str(error)) from None
+    encoder, tokenizer = load_backbone(config.backbone)
+    model = MultiTaskRouterModel.from_backbone(
+        encoder, data.specs, config.text_columns, pooling=config.pooling,
+        classifier_dropout=config.dropout, max_length=config.max_length, backbone=config.backbone,
+    )
+    train_dataset = tokenize_dataset(data.train_texts, data.train_labels, tokenizer, config.max_length)
+    eval_dataset = None
+    if data.eval_texts is not None:
+        eval_dataset = tokenize_dataset(data.eval_texts, data.eval_labels, tokenizer, config.max_length)
+    counts = label_counts(data.train_labels, data.specs)
+    class_weights = [inverse_frequency_weights(counts[s.name]) for s in data.specs] if config.class_weights else None
+    callbacks = []
+    if config.early_stopping_patience and eval_dataset is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    trainer = MultiTaskTrainer(
+        model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+        data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
+        compute_metrics=compute_metrics_fn([s.name for s in data.specs]) if eval_dataset is not None else None,
+        class_weights=class_weights, callbacks=callbacks,
+    )
+    started = time.perf_counter()
+    train_output = trainer.train(resume_from_checkpoint=True if config.resume else None)
+    train_seconds = time.perf_counter() - started
+    return _save_outputs(trainer, config, eval_dataset, data, train_output.metrics, train_seconds)
+
+
+def _save_outputs(trainer, config, eval_dataset, data, train_metrics, train_seconds) -> dict:
+    output = Path(config.output)
+    trainer.save_model(str(output))
+    if not trainer.is_world_process_zero():
+        return {}
+    (output / "training_config.json").write_text(config.to_json() + "\n")
+    (output / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1) + "\n")
+    summary: dict = {
+        "train_runtime_s": round(train_seconds, 2),
+        "train_samples_per_second": train_metrics.get("train_samples_per_second"),
+        "global_steps": trainer.state.global_step,
+        "task_weights": trainer.task_weights_now(),
+    }
+    if eval_dataset is not None:
+        prediction = trainer.predict(eval_dataset)
+        logits = prediction.predictions if isinstance(prediction.predictions, tuple) else (prediction.predictions,)
+        summary.update(multitask_metrics(data.eval_labels, logits, [s.name for s in data.specs]))
+        summary["best_checkpoint"] = trainer.state.best_model_checkpoint
+    (output / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if not config.keep_checkpoints:
+        shutil.rmtree(output / "checkpoints", ignore_errors=True)
+    logger.info("Saved the router to %s", output)
+    return summary
