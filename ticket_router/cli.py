@@ -92,8 +92,17 @@ def _read_tickets(path: str, router, text_columns: list[str] | None) -> tuple[li
     return texts, ids
 
 
+def _id_key(records: list[dict]) -> str:
+    """The input `id` is kept as "id", unless a task is itself called "id"."""
+    if records and "id" in records[0]:
+        logger.warning("a task is named 'id': the input id column is written as 'input_id'")
+        return "input_id"
+    return "id"
+
+
 def _write_predictions(path: str, records: list[dict], ids: list | None) -> None:
-    rows = [({"id": ids[i]} if ids is not None else {}) | record for i, record in enumerate(records)]
+    id_key = _id_key(records)
+    rows = [({id_key: ids[i]} if ids is not None else {}) | record for i, record in enumerate(records)]
     if path == "-" or not path.endswith(".csv"):
         if path != "-" and not path.endswith((".jsonl", ".json")):
             raise InputError(f"--output {path}: use .csv, .jsonl or - (stdout)")
@@ -106,7 +115,7 @@ def _write_predictions(path: str, records: list[dict], ids: list | None) -> None
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         tasks = list(records[0]) if records else []
-        header = (["id"] if ids is not None else []) + [f"{t}_{k}" for t in tasks for k in ("label", "confidence", "scores")]
+        header = ([id_key] if ids is not None else []) + [f"{t}_{k}" for t in tasks for k in ("label", "confidence", "scores")]
         writer.writerow(header)
         for i, record in enumerate(records):
             cells = [ids[i]] if ids is not None else []

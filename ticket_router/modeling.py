@@ -120,6 +120,7 @@ class MultiTaskRouterModel(PreTrainedModel):
             classifier_dropout=classifier_dropout,
             max_length=max_length,
             backbone=backbone,
+            pad_token_id=getattr(encoder.config, "pad_token_id", None),
         )
         state = {k: v.clone() for k, v in _drop_pooler(encoder).state_dict().items()}
         model = cls(config, encoder=encoder)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import torch
 from ticket_router import plots, stats
 from ticket_router.data import canonical_label, join_text_columns, read_table
 from ticket_router.errors import InputError
+from ticket_router.serialization import json_safe
 
 logger = logging.getLogger(__name__)
 
@@ -325,19 +325,6 @@ def _measure_cost(
 # --------------------------------------------------------------------------- output
 
 
-def _json_safe(value: Any) -> Any:
-    """Recursively turn numpy scalars into Python ones and NaN/inf into None (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -538,7 +525,7 @@ def run_shadow(
         logger.info("task %r: %s", task, tasks[task]["verdict"])
 
     latency, memory = _measure_cost(multi, baselines, texts, batch_size, latency_repeats)
-    report = _json_safe({
+    report = json_safe({
         "model_dir": str(model_dir),
         "baselines_dir": str(baselines_dir),
         "data_path": str(data_path),

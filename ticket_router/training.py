@@ -84,6 +84,7 @@ def training_arguments(config: TrainConfig, has_eval: bool) -> RouterTrainingArg
         seed=config.seed,
         eval_strategy=strategy,
         eval_steps=config.eval_steps,
+        save_steps=config.eval_steps or 500,
         save_strategy=strategy if has_eval else "epoch",
         save_total_limit=1,
         load_best_model_at_end=has_eval,

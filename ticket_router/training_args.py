@@ -80,4 +80,6 @@ class RouterTrainingArguments(TrainingArguments):
         if not (self.bf16 or self.fp16):  # explicit bf16=/fp16= flags win over `precision`
             resolved = resolve_precision(self.precision)
             self.bf16, self.fp16 = resolved is Precision.BF16, resolved is Precision.FP16
+        if not torch.cuda.is_available():
+            self.dataloader_pin_memory = False  # pinning needs an accelerator; torch warns on every loader otherwise
         super().__post_init__()

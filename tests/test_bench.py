@@ -1,0 +1,123 @@
+"""bench/run.py end to end on a tiny synthetic ticket set with a tiny random DistilBERT (about a minute on 2 cores)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from conftest import REPO, harbor_rows, write_csv
+
+SECTIONS = ("reference", "router", "single", "shadow", "ablations", "speed", "gpu")
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("bench_run", REPO / "bench" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def _ticket_rows(split: str, n: int) -> list[dict]:
+    """Harbor tickets renamed to the support-ticket columns (type, priority), plus a language column."""
+    return [{"subject": r["subject"], "body": r["body"], "type": r["category"], "queue": r["queue"],
+             "priority": r["urgency"], "language": "en"} for r in harbor_rows(split, n)]
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory, distilbert_dir):
+    tmp = tmp_path_factory.mktemp("bench")
+    data = tmp / "tickets"
+    data.mkdir()
+    write_csv(data / "train.csv", _ticket_rows("train", 60))
+    write_csv(data / "validation.csv", _ticket_rows("validation", 30))
+    config = tmp / "config.yaml"
+    config.write_text(
+        "text_columns: [subject, body]\n"
+        "tasks: {category: type, urgency: priority, queue: queue}\n"
+        "batch_size: 8\neval_batch_size: 16\nmax_length: 32\nlearning_rate: 1.0e-3\n"
+        "loss_weighting: uncertainty\nsampling: proportional\nclass_weights: true\npooling: cls\n"
+    )
+    (tmp / "BENCHMARKS.md").write_text("# Benchmarks\n\nHand-written intro.\n\n<!-- bench:begin -->\nold\n"
+                                       "<!-- bench:end -->\n\nHand-written footer.\n")
+    bench = _load_bench()
+    common = ["--data-dir", str(data), "--config", str(config), "--backbone", str(distilbert_dir),
+              "--out", str(tmp / "out"), "--results", str(tmp / "results.json"),
+              "--benchmarks-md", str(tmp / "BENCHMARKS.md"), "--max-steps", "2", "--speed-steps", "8",
+              "--seeds", "1", "--bootstrap", "50"]
+    assert bench.main(common) == 0
+    return bench, tmp, common
+
+
+def test_results_hold_every_section_and_the_run(bench_run):
+    _, tmp, _ = bench_run
+    results = json.loads((tmp / "results.json").read_text())
+    assert set(results["sections"]) == set(SECTIONS) and not results["errors"]
+    assert set(results["section_wall_s"]) == set(SECTIONS)
+    for key in ("command", "machine", "started", "finished", "wall_s", "settings"):
+        assert results[key], key
+    assert results["machine"]["cpu_count"] >= 1 and results["machine"]["torch"]
+    s = results["sections"]
+    for task in ("category", "urgency", "queue"):
+        assert 0 <= s["reference"]["tasks"][task]["tfidf"]["macro_f1"] <= 1
+        assert s["router"]["summary"]["tasks"][task]["macro_f1"]["mean"] is not None
+        assert s["single"]["runs"][0]["tasks"][task]["n"] > 0
+        assert s["shadow"]["summary"][task]["n_seeds"] == 1
+    assert s["router"]["runs"][0]["global_steps"] == 2
+    assert s["speed"]["training"]["router_tickets_per_s"] > 0 and s["speed"]["inference"]["ratio"] > 0
+    assert len(s["speed"]["memory"]["setups"]) == 3
+    assert s["gpu"]["available"] or s["gpu"]["note"] == "no GPU on this machine"
+
+
+def test_ablations_change_one_key_and_reuse_identical_trainings(bench_run):
+    _, tmp, _ = bench_run
+    ablations = json.loads((tmp / "results.json").read_text())["sections"]["ablations"]
+    rows = {(r["group"], r["variant"]): r for r in ablations["rows"]}
+    assert rows[("recommended", "recommended config")]["source"].startswith("router run")
+    # fixed weighting with every weight 1.0 is the equal objective: trained once
+    assert rows[("loss weighting", "fixed (weights 1.0)")]["source"] == "loss weighting / equal ablation"
+    assert rows[("pooling", "mean")]["source"] == "trained" and rows[("pooling", "cls")]["is_recommended"]
+    blanked = ablations["missing_labels"]["blanked"]
+    assert blanked["queue"]["blanked"] == round(0.4 * blanked["queue"]["labeled"])
+
+
+def test_markdown_tables_replace_only_the_marked_block(bench_run):
+    _, tmp, _ = bench_run
+    text = (tmp / "BENCHMARKS.md").read_text()
+    assert text.startswith("# Benchmarks\n\nHand-written intro.") and text.rstrip().endswith("Hand-written footer.")
+    block = text.split("<!-- bench:begin -->")[1].split("<!-- bench:end -->")[0]
+    assert "old" not in block.splitlines()
+    for heading in ("Quality on the validation set", "Does the router clear the bar?", "Ablations", "Speed", "Memory",
+                    "GPU"):
+        assert f"### {heading}" in block, heading
+    assert "| Router (multi-task) (1 seed(s)) |" in block and "| TF-IDF + LogReg |" in block
+    assert "`python bench/run.py --data-dir" in block  # each table names the command that measured it
+
+
+def test_only_reruns_one_section_and_keeps_the_others(bench_run):
+    bench, tmp, common = bench_run
+    before = json.loads((tmp / "results.json").read_text())
+    assert bench.main([*common, "--only", "reference"]) == 0
+    after = json.loads((tmp / "results.json").read_text())
+    assert set(after["sections"]) == set(SECTIONS)
+    assert after["sections"]["router"] == before["sections"]["router"]
+    assert after["sections"]["reference"]["run"]["command"].endswith("--only reference")
+
+
+def test_unknown_section_is_refused(bench_run, capsys):
+    bench, _, common = bench_run
+    assert bench.main([*common, "--only", "routr"]) == 2
+    assert "unknown section" in capsys.readouterr().err
+
+
+def test_a_failing_section_is_recorded_not_swallowed(bench_run, tmp_path):
+    bench, _, common = bench_run
+    fresh = [*common, "--out", str(tmp_path / "empty"), "--results", str(tmp_path / "r.json"),
+             "--benchmarks-md", str(tmp_path / "B.md"), "--only", "shadow"]  # later flags win in argparse
+    assert bench.main(fresh) == 1
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert "shadow" not in results["sections"] and "no trained model" in results["errors"]["shadow"]["error"]
+    assert "⚠ section `shadow` failed" in (tmp_path / "B.md").read_text()

@@ -1,0 +1,151 @@
+"""End to end through `ticket_router.cli.main`, with tiny random encoders and small CSVs."""
+
+import csv
+import io
+import json
+
+import pytest
+
+from conftest import write_csv
+from ticket_router.cli import main
+
+WORDS = {
+    0: "printer jam paper tray", 1: "refund invoice charge card", 2: "login password locked account",
+}
+
+
+def _rows(n, offset=0):
+    rows = []
+    for i in range(n):
+        kind = (i + offset) % 3
+        rows.append({
+            "ticket_id": f"T{i + offset}",
+            "title": f"issue {kind}",
+            "description": f"{WORDS[kind]} number {i}",
+            "kind": str(kind + 1),  # integer labels
+            "team": ["hw", "billing", "identity"][kind] if i % 4 else "",  # partially labeled strings
+            "prio": ["low", "high"][i % 2] if i % 5 else "",
+        })
+    return rows
+
+
+@pytest.fixture
+def files(tmp_path):
+    return write_csv(tmp_path / "train.csv", _rows(48)), write_csv(tmp_path / "val.csv", _rows(18, offset=100))
+
+
+def _train(tmp_path, backbone, train, val, *extra):
+    argv = ["-q", "train", "--train", str(train), "--validation", str(val), "--text-columns", "title,description",
+            "--task", "type=kind", "--task", "id=team", "--task", "train=prio", "--backbone", str(backbone),
+            "--output", str(tmp_path / "model"), "--max-steps", "10", "--batch-size", "8", "--max-length", "24",
+            "--logging-steps", "5", *extra]
+    assert main(argv) == 0
+    return tmp_path / "model"
+
+
+def test_train_evaluate_predict_with_free_task_names_int_labels_partial_labels(tmp_path, files, distilbert_dir, capsys):
+    train, val = files
+    model = _train(tmp_path, distilbert_dir, train, val, "--class-weights")
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "metrics.json", "training_config.json",
+                 "log_history.json"):
+        assert (model / name).is_file(), name
+    assert not (model / "checkpoints").exists()
+    saved = json.loads((model / "metrics.json").read_text())
+    assert set(saved["tasks"]) == {"type", "id", "train"}
+    assert saved["tasks"]["id"]["n"] == sum(1 for r in _rows(18, 100) if r["team"])
+
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(model), "--data", str(val), "--output", str(tmp_path / "m.json")]) == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert set(metrics) == {"tasks", "mean_macro_f1"}
+    for task in metrics["tasks"].values():
+        assert set(task) == {"accuracy", "macro_f1", "n"} and 0 <= task["macro_f1"] <= 1
+    assert metrics["tasks"] == json.loads(capsys.readouterr().out)["tasks"]
+
+    out_jsonl = tmp_path / "pred.jsonl"
+    assert main(["predict", "--model", str(model), "--input", str(val), "--output", str(out_jsonl)]) == 0
+    records = [json.loads(line) for line in out_jsonl.read_text().splitlines()]
+    assert len(records) == 18 and set(records[0]) == {"type", "id", "train"}  # no id column in val.csv
+    assert isinstance(records[0]["type"]["label"], int)  # integer labels come back as integers
+    assert set(records[0]["id"]["scores"]) == {"billing", "hw", "identity"}
+    assert sum(records[0]["train"]["scores"].values()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_predict_keeps_id_column_and_writes_csv(tmp_path, files, distilbert_dir):
+    train, val = files
+    model = _train(tmp_path, distilbert_dir, train, val)
+    rows = [{"id": "A-1", "title": "help", "description": "printer"}, {"id": "A-2", "title": "", "description": "refund"}]
+    data = write_csv(tmp_path / "new.csv", rows)
+    assert main(["predict", "--model", str(model), "--input", str(data), "--output", str(tmp_path / "p.csv")]) == 0
+    with (tmp_path / "p.csv").open() as handle:
+        out = list(csv.DictReader(handle))
+    assert [r["input_id"] for r in out] == ["A-1", "A-2"]  # a task is called "id" here
+    assert {"type_label", "id_confidence", "train_scores"} <= set(out[0])
+
+
+def test_predict_stdin_to_stdout(tmp_path, files, distilbert_dir, monkeypatch, capsys):
+    train, val = files
+    model = _train(tmp_path, distilbert_dir, train, val)
+    monkeypatch.setattr("sys.stdin", io.StringIO("my printer jams\n\nrefund my card\n"))
+    capsys.readouterr()
+    assert main(["-q", "predict", "--model", str(model), "--input", "-", "--output", "-"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and set(json.loads(lines[0])) == {"type", "id", "train"}
+
+
+def test_yaml_config_with_flag_override(tmp_path, files, bert_dir):
+    train, val = files
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"train: {train}\nvalidation: {val}\ntext_columns: [title, description]\n"
+        f"tasks: {{type: kind, id: team}}\nbackbone: {bert_dir}\nmax_steps: 4\nbatch_size: 4\nmax_length: 16\n"
+        "loss_weighting: equal\n"
+    )
+    assert main(["-q", "train", "--config", str(config), "--output", str(tmp_path / "m"), "--max-steps", "6"]) == 0
+    saved = json.loads((tmp_path / "m" / "training_config.json").read_text())
+    assert saved["max_steps"] == 6 and saved["loss_weighting"] == "equal" and saved["tasks"] == {"type": "kind", "id": "team"}
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["global_steps"] == 6
+
+
+@pytest.mark.parametrize("argv_tail, message", [
+    (["--text-columns", "titel"], "no text column 'titel' (did you mean 'title'?)"),
+    (["--text-columns", "title", "--task", "q=tem"], "no label column 'tem' (did you mean 'team'?)"),
+    (["--text-columns", "title", "--task", "q=team", "--loss-weighting", "kendall"], "loss_weighting='kendall' is not valid"),
+])
+def test_bad_input_gives_one_line_error(tmp_path, files, distilbert_dir, capsys, argv_tail, message):
+    train, _ = files
+    argv = ["-q", "train", "--train", str(train), "--output", str(tmp_path / "m"), "--backbone", str(distilbert_dir)]
+    if "--task" not in argv_tail:
+        argv_tail = [*argv_tail, "--task", "q=team"]
+    assert main(argv + argv_tail) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("ticket-router: error:")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in err
+    assert "train.csv" in errors[0] or "kendall" in errors[0]
+
+
+def test_unknown_yaml_key_is_refused(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("train: x.csv\nlearning_rat: 0.1\n")
+    assert main(["train", "--config", str(config)]) == 2
+    assert "unknown setting 'learning_rat' (did you mean 'learning_rate'?)" in capsys.readouterr().err
+
+
+def test_evaluate_unseen_label_scored_as_error_and_strict_refuses(tmp_path, files, distilbert_dir, caplog, capsys):
+    train, val = files
+    model = _train(tmp_path, distilbert_dir, train, val)
+    rows = _rows(6, offset=200)
+    rows[0]["team"] = "legal"
+    data = write_csv(tmp_path / "unseen.csv", rows)
+    assert main(["evaluate", "--model", str(model), "--data", str(data), "--output", str(tmp_path / "m.json")]) == 0
+    assert "'legal' the model never saw (1 row(s), first row 1)" in caplog.text
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["tasks"]["id"]["n"] == sum(1 for r in rows if r["team"])
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(model), "--data", str(data), "--strict"]) == 2
+    assert "known labels: billing, hw, identity" in capsys.readouterr().err
+
+
+def test_not_a_model_dir(tmp_path, capsys):
+    assert main(["predict", "--model", str(tmp_path), "--input", "-", "--output", "-"]) == 2
+    assert "not a ticket_router model directory" in capsys.readouterr().err
