@@ -12,7 +12,7 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +73,7 @@ def load_backbone(backbone: str | None):
         tokenizer = AutoTokenizer.from_pretrained(location)
         encoder = AutoModel.from_pretrained(location)
     except (OSError, ValueError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"--backbone {backbone}: could not load an encoder: {first}") from error
+        raise InputError(f"--backbone {backbone}: could not load an encoder: {first_line(error)}") from error
     logger.info("Backbone %s (%s, %.1fM parameters)", backbone or DEFAULT_BACKBONE,
                 encoder.config.model_type, encoder.num_parameters() / 1e6)
     return encoder, tokenizer

@@ -18,7 +18,7 @@ from typing import Any
 import datasets
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, first_line
 from .tasks import IGNORE_INDEX, UNSEEN_INDEX, TaskSpec, canonical_label, check_columns
 
 logger = logging.getLogger(__name__)
@@ -57,18 +57,10 @@ def read_table(path: str | Path) -> datasets.Dataset:
     except Exception as error:  # datasets wraps parser errors in several types; report them as one line
         if "corresponds to no data" in str(error):
             raise InputError(f"{path}: no data rows") from error
-        raise InputError(f"{path}: could not be read as {builder}: {_first_line(error)}") from error
+        raise InputError(f"{path}: could not be read as {builder}: {first_line(error)}") from error
     if len(table) == 0:
         raise InputError(f"{path}: no data rows")
     return table
-
-
-def _first_line(error: BaseException) -> str:
-    cause = error
-    while cause.__cause__ is not None:
-        cause = cause.__cause__
-    text = str(cause).strip().splitlines()
-    return text[0] if text else type(cause).__name__
 
 
 def _cell_text(value: Any) -> str:

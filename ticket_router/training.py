@@ -19,6 +19,7 @@ from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_see
 from .backbone import load_backbone
 from .config import TrainConfig
 from .data import build_task_specs, encode_labels, join_text_columns, label_counts, read_table, tokenize_dataset
+from .errors import InputError
 from .losses import inverse_frequency_weights
 from .metrics import compute_metrics_fn, multitask_metrics
 from .modeling import MultiTaskRouterModel
@@ -111,8 +112,6 @@ def train_router(config: TrainConfig) -> dict:
     try:
         args = training_arguments(config, has_eval=data.eval_texts is not None)
     except ValueError as error:  # bad enum values and ranges, named by RouterTrainingArguments
-        from .errors import InputError
-
         raise InputError(str(error)) from None
     encoder, tokenizer = load_backbone(config.backbone)
     model = MultiTaskRouterModel.from_backbone(
