@@ -70,6 +70,11 @@ def test_train_evaluate_predict_with_free_task_names_int_labels_partial_labels(t
     assert set(records[0]["id"]["scores"]) == {"billing", "hw", "identity"}
     assert sum(records[0]["train"]["scores"].values()) == pytest.approx(1.0, abs=1e-4)
 
+    out_json = tmp_path / "pred.json"
+    assert main(["predict", "--model", str(model), "--input", str(val), "--output", str(out_json)]) == 0
+    assert json.loads(out_json.read_text()) == records
+    assert main(["predict", "--model", str(model), "--input", str(val), "--output", str(tmp_path / "p.xml")]) == 2
+
 
 def test_predict_keeps_id_column_and_writes_csv(tmp_path, files, distilbert_dir):
     train, val = files

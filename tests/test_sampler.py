@@ -69,3 +69,10 @@ def test_rows_without_any_label_are_never_drawn():
     drawn = {row for batch in sampler for row in batch}
     assert not drawn & set(range(2, 40, 4))
     assert len(sampler) == 8  # 30 labeled rows / 4
+
+
+def test_tiny_batch_never_exceeds_batch_size():
+    labels = disjoint_labels([980, 10, 10])
+    sampler = ProportionalTaskBatchSampler(labels, batch_size=3, seed=0)
+    assert all(len(batch) == 3 for batch in sampler)
+    assert all((labels[batch] >= 0).any(axis=0).all() for batch in sampler)  # still every task, one row each

@@ -103,15 +103,18 @@ def _id_key(records: list[dict]) -> str:
 def _write_predictions(path: str, records: list[dict], ids: list | None) -> None:
     id_key = _id_key(records)
     rows = [({id_key: ids[i]} if ids is not None else {}) | record for i, record in enumerate(records)]
-    if path == "-" or not path.endswith(".csv"):
-        if path != "-" and not path.endswith((".jsonl", ".json")):
-            raise InputError(f"--output {path}: use .csv, .jsonl or - (stdout)")
+    if path.endswith(".json"):
+        Path(path).write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        return
+    if path == "-" or path.endswith(".jsonl"):
         handle = sys.stdout if path == "-" else open(path, "w", encoding="utf-8")  # noqa: SIM115
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         if handle is not sys.stdout:
             handle.close()
         return
+    if not path.endswith(".csv"):
+        raise InputError(f"--output {path}: use .csv, .jsonl, .json or - (JSON lines on stdout)")
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         tasks = list(records[0]) if records else []
@@ -173,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="Route tickets: label, confidence and scores per task.")
     predict.add_argument("--model", required=True, help="Model directory.")
     predict.add_argument("--input", required=True, help="File (.csv, .tsv, .jsonl, .parquet, .txt) or - for stdin lines.")
-    predict.add_argument("--output", required=True, help="Output .csv or .jsonl, or - for JSON lines on stdout.")
+    predict.add_argument("--output", required=True, help="Output .csv, .jsonl or .json, or - for JSON lines on stdout.")
     predict.add_argument("--text-columns", help="Override the model's text columns for this file.")
     predict.add_argument("--batch-size", type=int, default=64)
     predict.set_defaults(func=cmd_predict)

@@ -77,6 +77,9 @@ class ProportionalTaskBatchSampler(Sampler[list[int]]):
         if self.batch_size >= active.sum():
             quota[active] = np.maximum(quota[active], 1)
         missing = self.batch_size - int(quota.sum())
+        while missing < 0:  # the at-least-one bump overshot a tiny batch: take rows back from the largest quota
+            quota[int(quota.argmax())] -= 1
+            missing += 1
         if missing > 0:
             remainder = torch.tensor(np.clip(exact - np.floor(exact), 0, None) + 1e-12 * active)
             picks = torch.multinomial(remainder, missing, replacement=False, generator=generator).numpy()
