@@ -925,8 +925,8 @@ def _md_main(results: dict[str, Any]) -> list[str]:
     asked = Budget(**results["settings"]["config_budget"]).describe()
     lines = ["### Quality on the validation set", "",
              f"Per-task macro-F1 and accuracy on the validation file. Fine-tunes: mean ± std over seeds {seeds}, "
-             f"**{budget} per model** (the recommended config asks for {asked}; the bench fixes one budget for "
-             "every fine-tune so that the run fits its time limit). Train time: per seed, all models of the row.",
+             f"**{budget} per model** (the recommended config asks for {asked}; `--epochs` overrides it for "
+             "every fine-tune alike). Train time: per seed, all models of the row.",
              "", _provenance(results, ["reference", "single", "router"]), ""]
     lines += _missing_sections(results, ["reference", "single", "router"])
     head = " | ".join(f"{t} F1 | {t} acc" for t in tasks)
