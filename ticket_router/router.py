@@ -17,7 +17,7 @@ from transformers import AutoTokenizer
 
 from .data import encode_labels, join_text_columns
 from .errors import InputError
-from .metrics import mean_macro_f1, task_metrics
+from .metrics import multitask_metrics
 from .modeling import MultiTaskRouterModel, RouterConfig
 from .tasks import TaskSpec
 
@@ -113,7 +113,4 @@ class Router:
             raise InputError(f"{source}: none of the label columns {columns} is present; nothing to evaluate")
         gold = encode_labels(table, present, source, strict=strict)
         probabilities = self.predict_proba(self.texts_from_table(table, source), batch_size, show_progress=True)
-        per_task = {
-            spec.name: task_metrics(gold[:, t], probabilities[spec.name].argmax(-1)) for t, spec in enumerate(present)
-        }
-        return {"tasks": per_task, "mean_macro_f1": mean_macro_f1(per_task)}
+        return multitask_metrics(gold, [probabilities[s.name] for s in present], [s.name for s in present])
