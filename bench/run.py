@@ -993,9 +993,14 @@ def _md_ablations(results: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def _section_head(results: dict[str, Any], title: str, names: Sequence[str]) -> list[str]:
+    """A table section's title, the run that measured it, and a warning for each section not yet run."""
+    return [f"### {title}", "", _provenance(results, names), ""] + _missing_sections(results, names)
+
+
 def _md_speed(results: dict[str, Any]) -> list[str]:
     sp = results["sections"].get("speed")
-    lines = ["### Speed", "", _provenance(results, ["speed"]), ""] + _missing_sections(results, ["speed"])
+    lines = _section_head(results, "Speed", ["speed"])
     if not sp:
         return lines
     tr, inf = sp["training"], sp["inference"]
@@ -1022,7 +1027,7 @@ def _mib(n: int | None) -> str:
 
 def _md_memory(results: dict[str, Any]) -> list[str]:
     sp = results["sections"].get("speed")
-    lines = ["### Memory", "", _provenance(results, ["speed"]), ""] + _missing_sections(results, ["speed"])
+    lines = _section_head(results, "Memory", ["speed"])
     if not sp:
         return lines
     mem = sp["memory"]
@@ -1040,7 +1045,7 @@ def _md_memory(results: dict[str, Any]) -> list[str]:
 
 def _md_gpu(results: dict[str, Any]) -> list[str]:
     gpu = results["sections"].get("gpu")
-    lines = ["### GPU", "", _provenance(results, ["gpu"]), ""] + _missing_sections(results, ["gpu"])
+    lines = _section_head(results, "GPU", ["gpu"])
     if not gpu:
         return lines
     if not gpu["available"]:
