@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmarks on real tickets: `make bench` (full, < ~90 min on 2 CPU cores) or `make bench-quick` (< ~15 min).
+"""Benchmarks on real tickets: `make bench` (full; ~2 h on 2 CPU cores) or `make bench-quick` (~10 min).
 
 Sections, run in this order (`--only NAME[,NAME]` runs some and merges them into an existing results.json):
 
@@ -15,12 +15,12 @@ Results go to `bench/results.json`; the tables go into `BENCHMARKS.md` between `
 `<!-- bench:end -->`. The tables are rendered from results.json alone, so every number in them was measured by a
 recorded run, whose command and machine each table names.
 
-Time budget on 2 CPU cores (MiniLM-L6 trains ~15 tickets/s at length 128; 2,837 training and 608 validation
-tickets): one epoch is ~190 s of training plus ~40 s of evaluation, loading and saving, so ~3.9 min per model. The
-full run trains 3 routers + 9 single-task models (~46 min) and 6 ablation models (~21 min; the recommended and the
-fixed-1.0 variants reuse identical trainings), plus shadow (~8 min), speed (~7 min) and reference (<1 min): ~83 min.
-The full run therefore needs a recommended config of about one epoch; routers and single-task models train
-with the config's own budget (`--epochs` overrides), ablations with at most `--ablation-epochs` (default 1).
+Time budget on 2 CPU cores (MiniLM-L6 with length grouping trains ~2,837 tickets in ~3.2 min per epoch at length
+128, plus ~15 s per evaluation): a router with the recommended 5 epochs takes ~16.5 min. The full run trains 3
+routers (~50 min), the single-task models of the first seed only (3 x ~16.5 min; `--single-seeds 3` trains all
+seeds, ~100 min more), 6 ablation models at 0.5 epoch (~12 min; identical trainings are reused), plus shadow (~3
+min), speed (~7 min) and reference (<1 min): ~2 h, over the issue's ~90-minute goal; BENCHMARKS.md says so.
+`--epochs`, `--seeds` and `--single-seeds` trade fidelity for time; `--quick` runs in ~10 min.
 """
 
 from __future__ import annotations
@@ -90,11 +90,13 @@ MD_HEADER = (
 DEFAULT_TASKS = {"category": "type", "urgency": "priority", "queue": "queue"}
 DEFAULT_TEXT_COLUMNS = ["subject", "body"]
 FIRST_SEED = 42
-# Budgets sized for 2 CPU cores (arithmetic in the module docstring): 12 main trainings (3 seeds x router + 3
-# single-task models) only fit 90 minutes at about one epoch each.
+# Budgets sized for 2 CPU cores (arithmetic in the module docstring). Three seeds of single-task models at the
+# recommended 5 epochs would add ~100 min, so the full run trains them for the first seed, which the shadow
+# statistics need; the router's own spread over 3 seeds gives the noise scale.
 QUICK_EPOCHS = 0.1
-FULL_ABLATION_EPOCHS = 1.0
+FULL_ABLATION_EPOCHS = 0.5
 FULL_SEEDS, QUICK_SEEDS = 3, 1
+FULL_SINGLE_SEEDS = 1
 FULL_SPEED_STEPS, QUICK_SPEED_STEPS = 60, 30
 QUICK_SPEED_TEXTS = 256  # the quick run times inference on the first 256 validation tickets, the full run on all
 FIRST_TIMED_STEP = 5  # steps before this one pay for allocator growth and lazy init; they are not timed
@@ -127,6 +129,7 @@ class Bench:
     data_dir: Path
     out: Path
     seeds: tuple[int, ...]
+    single_seeds: tuple[int, ...]  # the first seeds: single-task models (and shadow statistics) for these only
     budget: Budget
     ablation_budget: Budget
     speed_steps: int
@@ -165,6 +168,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--backbone", help="Backbone for every model (default: the config's).")
     p.add_argument("--seeds", type=int,
                    help=f"Number of seeds from {FIRST_SEED}. Default: {FULL_SEEDS} ({QUICK_SEEDS} quick).")
+    p.add_argument("--single-seeds", type=int,
+                   help="Seeds (the first ones) for the single-task models and shadow statistics. "
+                        f"Default: {FULL_SINGLE_SEEDS}.")
     p.add_argument("--epochs", type=float,
                    help=f"Epochs per main training. Default: the config's budget ({QUICK_EPOCHS:g} with --quick).")
     p.add_argument("--ablation-epochs", type=float,
@@ -270,6 +276,9 @@ def make_bench(args: argparse.Namespace, command: str) -> Bench:
     n_seeds = args.seeds if args.seeds is not None else (QUICK_SEEDS if quick else FULL_SEEDS)
     speed_steps = args.speed_steps if args.speed_steps is not None else (
         QUICK_SPEED_STEPS if quick else FULL_SPEED_STEPS)
+    n_single = args.single_seeds if args.single_seeds is not None else min(n_seeds, FULL_SINGLE_SEEDS)
+    if not 1 <= n_single <= n_seeds:
+        raise InputError(f"--single-seeds={n_single} must be between 1 and --seeds ({n_seeds})")
     if n_seeds < 1 or speed_steps <= FIRST_TIMED_STEP or args.bootstrap < 1:
         raise InputError(f"need --seeds >= 1, --speed-steps > {FIRST_TIMED_STEP} and --bootstrap >= 1")
     missing = _parse_rates(args.missing)
@@ -279,6 +288,7 @@ def make_bench(args: argparse.Namespace, command: str) -> Bench:
     return Bench(
         base=base, config_path=config_path, data_dir=data_dir, out=out,
         seeds=tuple(FIRST_SEED + i for i in range(n_seeds)),
+        single_seeds=tuple(FIRST_SEED + i for i in range(n_single)),
         budget=Budget(epochs, max_steps), ablation_budget=Budget(ablation_epochs, max_steps),
         speed_steps=speed_steps,
         speed_texts=args.speed_texts if args.speed_texts is not None else (QUICK_SPEED_TEXTS if quick else None),
@@ -292,6 +302,7 @@ def settings(bench: Bench) -> dict[str, Any]:
         "quick": bench.quick, "config": str(bench.config_path), "data_dir": str(bench.data_dir),
         "out": str(bench.out), "backbone": bench.base.backbone or "default (packaged all-MiniLM-L6-v2)",
         "tasks": bench.tasks, "text_columns": bench.base.text_columns, "seeds": list(bench.seeds),
+        "single_seeds": list(bench.single_seeds),
         "budget": asdict(bench.budget), "ablation_budget": asdict(bench.ablation_budget),
         "config_budget": {"epochs": raw.get("epochs", TrainConfig.epochs), "max_steps": raw.get("max_steps", -1)},
         "batch_size": bench.base.batch_size, "max_length": bench.base.max_length,
@@ -471,9 +482,9 @@ def _single_record(config: TrainConfig, summaries: dict[str, dict], wall_s: floa
 def section_single(bench: Bench, results: dict[str, Any]) -> dict[str, Any]:
     """One model per task on the rows labeled for it: same backbone, budget, seeds (`train_baselines`)."""
     runs = []
-    for i, seed in enumerate(bench.seeds, 1):
+    for i, seed in enumerate(bench.single_seeds, 1):
         config = bench.run_config(bench.model_dirs(seed)[1], seed, bench.budget)
-        logger.info("single-task models %d/%d: seed %d -> %s", i, len(bench.seeds), seed, config.output)
+        logger.info("single-task models %d/%d: seed %d -> %s", i, len(bench.single_seeds), seed, config.output)
         started = time.perf_counter()
         runs.append(_single_record(config, train_baselines(config), time.perf_counter() - started))
     return {"budget": asdict(bench.budget), "runs": runs, "summary": summarise(runs)}
@@ -505,7 +516,7 @@ def _shadow_summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
 
 def section_shadow(bench: Bench, results: dict[str, Any]) -> dict[str, Any]:
     per_seed = []
-    for seed in bench.seeds:
+    for seed in bench.single_seeds:
         router_dir, single_dir = bench.model_dirs(seed)
         _require_model(router_dir, "router")
         _require_model(single_dir / next(iter(bench.tasks)), "single")
@@ -550,6 +561,7 @@ def ablation_variants(base: TrainConfig, missing_train: str) -> list[Variant]:
         Variant("class weights", "off", {"class_weights": False}),
         Variant("pooling", "cls", {"pooling": "cls"}),
         Variant("pooling", "mean", {"pooling": "mean"}),
+        Variant("pooling", "attention", {"pooling": "attention"}),
         Variant("missing labels", "masked loss, all rows", {"train": missing_train}),
         Variant("missing labels", "drop partial rows", {"train": missing_train, "drop_partial_rows": True}),
     ]
@@ -921,10 +933,11 @@ def _md_main(results: dict[str, Any]) -> list[str]:
     s, tasks = results["sections"], _task_names(results)
     fine_tuned = s.get("router") or s.get("single")
     budget = Budget(**fine_tuned["budget"]).describe() if fine_tuned else "n/a"
-    seeds = ", ".join(str(run["seed"]) for run in fine_tuned["runs"]) if fine_tuned else "n/a"
+    seeds = "; ".join(f"{name}: {', '.join(str(run['seed']) for run in s[name]['runs'])}"
+                      for name in ("router", "single") if name in s) or "n/a"
     asked = Budget(**results["settings"]["config_budget"]).describe()
     lines = ["### Quality on the validation set", "",
-             f"Per-task macro-F1 and accuracy on the validation file. Fine-tunes: mean ± std over seeds {seeds}, "
+             f"Per-task macro-F1 and accuracy on the validation file. Fine-tunes: mean ± std over seeds ({seeds}), "
              f"**{budget} per model** (the recommended config asks for {asked}; `--epochs` overrides it for "
              "every fine-tune alike). Train time: per seed, all models of the row.",
              "", _provenance(results, ["reference", "single", "router"]), ""]

@@ -47,7 +47,7 @@ def bench_run(tmp_path_factory, distilbert_dir):
     common = ["--data-dir", str(data), "--config", str(config), "--backbone", str(distilbert_dir),
               "--out", str(tmp / "out"), "--results", str(tmp / "results.json"),
               "--benchmarks-md", str(tmp / "BENCHMARKS.md"), "--max-steps", "2", "--speed-steps", "8",
-              "--seeds", "1", "--bootstrap", "50"]
+              "--seeds", "2", "--bootstrap", "50"]  # single-task models: the first seed only (the default)
     assert bench.main(common) == 0
     return bench, tmp, common
 
@@ -66,6 +66,7 @@ def test_results_hold_every_section_and_the_run(bench_run):
         assert s["router"]["summary"]["tasks"][task]["macro_f1"]["mean"] is not None
         assert s["single"]["runs"][0]["tasks"][task]["n"] > 0
         assert s["shadow"]["summary"][task]["n_seeds"] == 1
+    assert [run["seed"] for run in s["router"]["runs"]] == [42, 43] and [run["seed"] for run in s["single"]["runs"]] == [42]
     assert s["router"]["runs"][0]["global_steps"] == 2
     assert s["speed"]["training"]["router_tickets_per_s"] > 0 and s["speed"]["inference"]["ratio"] > 0
     assert len(s["speed"]["memory"]["setups"]) == 3
@@ -80,6 +81,7 @@ def test_ablations_change_one_key_and_reuse_identical_trainings(bench_run):
     # fixed weighting with every weight 1.0 is the equal objective: trained once
     assert rows[("loss weighting", "fixed (weights 1.0)")]["source"] == "loss weighting / equal ablation"
     assert rows[("pooling", "mean")]["source"] == "trained" and rows[("pooling", "cls")]["is_recommended"]
+    assert rows[("pooling", "attention")]["source"] == "trained"
     blanked = ablations["missing_labels"]["blanked"]
     assert blanked["queue"]["blanked"] == round(0.4 * blanked["queue"]["labeled"])
 
@@ -93,7 +95,7 @@ def test_markdown_tables_replace_only_the_marked_block(bench_run):
     for heading in ("Quality on the validation set", "Does the router clear the bar?", "Ablations", "Speed", "Memory",
                     "GPU"):
         assert f"### {heading}" in block, heading
-    assert "| Router (multi-task) (1 seed(s)) |" in block and "| TF-IDF + LogReg |" in block
+    assert "| Router (multi-task) (2 seed(s)) |" in block and "| Single-task fine-tunes (1 seed(s)) |" in block and "| TF-IDF + LogReg |" in block
     assert "`python bench/run.py --data-dir" in block  # each table names the command that measured it
 
 
@@ -111,6 +113,12 @@ def test_unknown_section_is_refused(bench_run, capsys):
     bench, _, common = bench_run
     assert bench.main([*common, "--only", "routr"]) == 2
     assert "unknown section" in capsys.readouterr().err
+
+
+def test_more_single_task_seeds_than_seeds_is_refused(bench_run, capsys):
+    bench, _, common = bench_run
+    assert bench.main([*common, "--single-seeds", "3"]) == 2
+    assert "--single-seeds=3 must be between 1 and --seeds (2)" in capsys.readouterr().err
 
 
 def test_a_failing_section_is_recorded_not_swallowed(bench_run, tmp_path):

@@ -116,6 +116,7 @@ def test_yaml_config_with_flag_override(tmp_path, files, bert_dir):
     (["--text-columns", "titel"], "no text column 'titel' (did you mean 'title'?)"),
     (["--text-columns", "title", "--task", "q=tem"], "no label column 'tem' (did you mean 'team'?)"),
     (["--text-columns", "title", "--task", "q=team", "--loss-weighting", "kendall"], "loss_weighting='kendall' is not valid"),
+    (["--text-columns", "title", "--pooling", "attn"], "pooling='attn' is not one of cls, mean, attention"),
 ])
 def test_bad_input_gives_one_line_error(tmp_path, files, distilbert_dir, capsys, argv_tail, message):
     train, _ = files
@@ -126,7 +127,7 @@ def test_bad_input_gives_one_line_error(tmp_path, files, distilbert_dir, capsys,
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("ticket-router: error:")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in err
-    assert "train.csv" in errors[0] or "kendall" in errors[0]
+    assert "train.csv" in errors[0] or "kendall" in errors[0] or "attn" in errors[0]
 
 
 def test_unknown_yaml_key_is_refused(tmp_path, capsys):

@@ -16,7 +16,7 @@ def _router(backbone_dir, pooling=Pooling.CLS):
 
 
 @pytest.mark.parametrize("kind", ["distilbert_dir", "bert_dir"])
-@pytest.mark.parametrize("pooling", [Pooling.CLS, Pooling.MEAN])
+@pytest.mark.parametrize("pooling", [Pooling.CLS, Pooling.MEAN, Pooling.ATTENTION])
 def test_save_load_gives_identical_logits(kind, pooling, request, tmp_path):
     backbone = request.getfixturevalue(kind)
     model, pretrained = _router(backbone, pooling)
@@ -52,4 +52,27 @@ def test_mean_pooling_ignores_padding(bert_dir):
     model, _ = _router(bert_dir, Pooling.MEAN)
     hidden = torch.tensor([[[1.0, 1.0], [3.0, 3.0], [100.0, 100.0]]])
     pooled = model.pool(hidden, torch.tensor([[1, 1, 0]]))
-    assert pooled.tolist() == [[2.0, 2.0]]
+    assert [vector.tolist() for vector in pooled] == [[[2.0, 2.0]]] * len(SPECS)
+
+
+def test_attention_pooling_starts_as_mean_then_each_task_weighs_its_own_tokens(bert_dir):
+    model, _ = _router(bert_dir, Pooling.ATTENTION)
+    hidden = torch.tensor([[[1.0, 0.0], [3.0, 2.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    model.token_scorers = torch.nn.ModuleList(torch.nn.Linear(2, 1) for _ in SPECS)
+    for scorer in model.token_scorers:  # zero scores, as initialised: the masked mean
+        torch.nn.init.zeros_(scorer.weight), torch.nn.init.zeros_(scorer.bias)
+    assert [v.tolist() for v in model.pool(hidden, mask)] == [[[2.0, 1.0]]] * len(SPECS)
+    with torch.no_grad():
+        model.token_scorers[0].weight[:] = torch.tensor([[50.0, 0.0]])  # task 0 looks at the second token
+        model.token_scorers[1].weight[:] = torch.tensor([[-50.0, 0.0]])  # task 1 at the first
+    pooled = model.pool(hidden, mask)
+    assert torch.allclose(pooled[0], torch.tensor([[3.0, 2.0]]))
+    assert torch.allclose(pooled[1], torch.tensor([[1.0, 0.0]]))
+    assert torch.allclose(pooled[2], torch.tensor([[2.0, 1.0]]))  # padding never gets weight
+
+
+def test_attention_scorers_are_initialised_to_zero(bert_dir):
+    model, _ = _router(bert_dir, Pooling.ATTENTION)
+    assert all(torch.count_nonzero(scorer.weight) == 0 for scorer in model.token_scorers)
+    assert _router(bert_dir, Pooling.MEAN)[0].token_scorers is None

@@ -76,3 +76,29 @@ def test_tiny_batch_never_exceeds_batch_size():
     sampler = ProportionalTaskBatchSampler(labels, batch_size=3, seed=0)
     assert all(len(batch) == 3 for batch in sampler)
     assert all((labels[batch] >= 0).any(axis=0).all() for batch in sampler)  # still every task, one row each
+
+
+def test_length_grouping_cuts_padding_and_keeps_the_draw():
+    rng = np.random.default_rng(0)
+    labels = disjoint_labels([300, 200, 100])
+    lengths = rng.integers(5, 200, size=len(labels))
+    plain = ProportionalTaskBatchSampler(labels, batch_size=16, seed=3)
+    grouped = ProportionalTaskBatchSampler(labels, batch_size=16, seed=3, lengths=lengths, group_size=8)
+    plain_batches, grouped_batches = list(plain), list(grouped)
+    # Same rows drawn (regrouped, not redrawn), same number and sizes of batches.
+    assert sorted(r for b in plain_batches for r in b) == sorted(r for b in grouped_batches for r in b)
+    assert sorted(map(len, plain_batches)) == sorted(map(len, grouped_batches))
+
+    def padded(batches):
+        return sum(len(b) * lengths[b].max() for b in batches) / sum(len(b) for b in batches)
+
+    assert padded(grouped_batches) < 0.8 * padded(plain_batches)
+    # Proportions still hold over an epoch, and batches do not come out sorted by length.
+    assert np.allclose(composition(grouped, labels), [0.5, 1 / 3, 1 / 6], atol=0.03)
+    maxima = [lengths[b].max() for b in grouped_batches[:8]]
+    assert maxima != sorted(maxima, reverse=True)
+
+
+def test_length_grouping_rejects_mismatched_lengths():
+    with pytest.raises(ValueError, match="lengths has 3 entries for 6 rows"):
+        ProportionalTaskBatchSampler(disjoint_labels([3, 3]), batch_size=2, lengths=[1, 2, 3])

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from .errors import InputError, did_you_mean
+from .modeling import Pooling
 from .tasks import parse_task_mapping
 
 
@@ -42,7 +43,8 @@ class TrainConfig:
     sampling: str = field(default="proportional", metadata={"help": "proportional (every task in every batch) or random."})
     sampling_temperature: float = field(default=1.0, metadata={"help": "1: ∝ label counts; large: uniform over tasks."})
     class_weights: bool = field(default=False, metadata={"help": "Inverse-frequency class weights per task."})
-    pooling: str = field(default="cls", metadata={"help": "cls (first token) or mean."})
+    group_by_length: bool = field(default=False, metadata={"help": "Batch tickets of similar length (less padding, faster)."})
+    pooling: str = field(default="cls", metadata={"help": "cls (first token), mean, or attention (a learned token weighting per task)."})
     dropout: float = field(default=0.1, metadata={"help": "Dropout before the heads."})
     freeze_encoder_steps: int = field(default=0, metadata={"help": "Train only the heads for the first N steps."})
     precision: str = field(default="auto", metadata={"help": "auto (bf16/fp16 on GPU, fp32 on CPU), bf16, fp16 or fp32."})
@@ -71,6 +73,10 @@ class TrainConfig:
             raise InputError(f"epochs={self.epochs!r} must be > 0 (or give max_steps)")
         if not 0 <= self.dropout < 1:
             raise InputError(f"dropout={self.dropout!r} must be in [0, 1)")
+        poolings = [p.value for p in Pooling]
+        if self.pooling not in poolings:
+            raise InputError(f"pooling={self.pooling!r} is not one of {', '.join(poolings)}"
+                             f"{did_you_mean(str(self.pooling), poolings)}")
 
 
 CONFIG_FIELDS = {f.name: f for f in fields(TrainConfig)}

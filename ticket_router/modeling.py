@@ -30,6 +30,10 @@ logger = logging.getLogger(__name__)
 class Pooling(str, Enum):
     CLS = "cls"  # first token; DistilBERT/BERT [CLS], RoBERTa <s>
     MEAN = "mean"  # attention-masked mean of the last hidden states
+    # Per task, a learned softmax over tokens (one scoring vector per head). It starts as the mean (zero scores)
+    # and lets each head read its own tokens: urgency words for urgency, product names for the queue, from the
+    # same encoder pass.
+    ATTENTION = "attention"
 
 
 class RouterConfig(PreTrainedConfig):
@@ -85,6 +89,9 @@ class MultiTaskRouterModel(PreTrainedModel):
         # A ModuleList, not a ModuleDict: task names are free text ("train", "type"...) and must not clash with
         # nn.Module attributes.
         self.heads = nn.ModuleList(nn.Linear(hidden, spec.num_labels) for spec in specs)
+        self.token_scorers = None
+        if config.pooling == Pooling.ATTENTION.value:
+            self.token_scorers = nn.ModuleList(nn.Linear(hidden, 1) for _ in specs)
         self.log_vars = nn.Parameter(torch.zeros(len(specs)))
         self._encoder_takes_token_types = "token_type_ids" in inspect.signature(self.encoder.forward).parameters
         self.post_init()
@@ -96,6 +103,9 @@ class MultiTaskRouterModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear) and any(module is head for head in getattr(self, "heads", [])):
             nn.init.normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear) and any(module is s for s in getattr(self, "token_scorers", None) or []):
+            nn.init.zeros_(module.weight)  # uniform attention at the start: attention pooling begins as the mean
             nn.init.zeros_(module.bias)
         elif module is self and hasattr(self, "log_vars"):
             nn.init.zeros_(self.log_vars)
@@ -127,11 +137,22 @@ class MultiTaskRouterModel(PreTrainedModel):
         model.encoder.load_state_dict(state)  # post_init must not have re-initialised pretrained weights
         return model
 
-    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> list[torch.Tensor]:
+        """One pooled vector per task (the same tensor for every task unless pooling is attention)."""
+        if self.config.pooling == Pooling.ATTENTION.value:
+            return [self._attention_pool(hidden, attention_mask, scorer) for scorer in self.token_scorers]
         if self.config.pooling == Pooling.MEAN.value and attention_mask is not None:
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        return hidden[:, 0]
+            return [(hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)] * len(self.heads)
+        return [hidden[:, 0]] * len(self.heads)
+
+    @staticmethod
+    def _attention_pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, scorer: nn.Linear) -> torch.Tensor:
+        scores = scorer(hidden).squeeze(-1)
+        if attention_mask is not None:
+            scores = scores.masked_fill(attention_mask == 0, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1).unsqueeze(-1)
+        return (weights * hidden).sum(1)
 
     def forward(
         self,
@@ -144,8 +165,12 @@ class MultiTaskRouterModel(PreTrainedModel):
         if token_type_ids is not None and self._encoder_takes_token_types:
             inputs["token_type_ids"] = token_type_ids
         hidden = self.encoder(**inputs).last_hidden_state
-        pooled = self.dropout(self.pool(hidden, attention_mask))
-        logits = tuple(head(pooled) for head in self.heads)
+        pooled = self.pool(hidden, attention_mask)
+        if self.token_scorers is None:  # one shared vector: one dropout mask for all heads
+            pooled = [self.dropout(pooled[0])] * len(self.heads)
+        else:
+            pooled = [self.dropout(vector) for vector in pooled]
+        logits = tuple(head(vector) for head, vector in zip(self.heads, pooled))
         loss = None
         if labels is not None:  # plain equal-weight loss for direct use; the trainer does its own weighting
             loss = masked_task_losses(logits, labels)[0].sum()

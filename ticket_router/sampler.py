@@ -9,6 +9,11 @@ the fractional quotas; rows drawn for one task still carry all their other label
 An epoch is ceil(n_labeled_rows / batch_size) batches. Each task's pool is reshuffled whenever it runs out.
 Randomness comes from a generator seeded with seed + epoch (`set_epoch`, called by the Trainer), so epochs
 differ and runs repeat.
+
+With `lengths`, batches are grouped by length: `group_size` batches are drawn as above, their rows are sorted by
+token count and cut back into batches of the same sizes, and those batches are yielded in random order. Padding
+then shrinks (on the support-ticket data a random batch of 16 pads to 128 tokens, a grouped one to about 90).
+The price: task shares hold over each group of batches rather than in every batch.
 """
 
 from __future__ import annotations
@@ -51,10 +56,21 @@ class ProportionalTaskBatchSampler(Sampler[list[int]]):
         batch_size: int,
         temperature: float = 1.0,
         seed: int = 0,
+        lengths: Sequence[int] | None = None,
+        group_size: int = 16,
     ):
-        """`labels` is the (n_rows, n_tasks) label matrix; a row is labeled for task t when labels[row, t] >= 0."""
+        """`labels` is the (n_rows, n_tasks) label matrix; a row is labeled for task t when labels[row, t] >= 0.
+
+        `lengths` (token count per row) turns on length grouping over `group_size` batches at a time.
+        """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if group_size < 1:
+            raise ValueError(f"group_size must be >= 1, got {group_size}")
+        if lengths is not None and len(lengths) != len(labels):
+            raise ValueError(f"lengths has {len(lengths)} entries for {len(labels)} rows")
+        self.lengths = None if lengths is None else np.asarray(lengths)
+        self.group_size = group_size
         labeled = np.asarray(labels) >= 0
         self.task_rows = [np.flatnonzero(labeled[:, t]) for t in range(labeled.shape[1])]
         self.shares = task_shares([len(rows) for rows in self.task_rows], temperature)
@@ -88,6 +104,25 @@ class ProportionalTaskBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        batches = self._draw_batches(generator)
+        if self.lengths is None:
+            yield from batches
+            return
+        batches = list(batches)
+        for start in range(0, len(batches), self.group_size):
+            yield from self._group_by_length(batches[start:start + self.group_size], generator)
+
+    def _group_by_length(self, group: list[list[int]], generator: torch.Generator) -> list[list[int]]:
+        rows = [row for batch in group for row in batch]
+        rows.sort(key=lambda row: -int(self.lengths[row]))  # stable: ties keep their random draw order
+        regrouped, start = [], 0
+        for batch in group:
+            regrouped.append(rows[start:start + len(batch)])
+            start += len(batch)
+        order = torch.randperm(len(regrouped), generator=generator).tolist()
+        return [regrouped[i] for i in order]
+
+    def _draw_batches(self, generator: torch.Generator) -> Iterator[list[int]]:
         pools = [_Pool(rows, generator) for rows in self.task_rows]
         for _ in range(len(self)):
             batch: list[int] = []

@@ -81,6 +81,7 @@ class MultiTaskTrainer(Trainer):
             batch_size=self._train_batch_size,
             temperature=self.args.sampling_temperature,
             seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
+            lengths=[len(ids) for ids in self.train_dataset["input_ids"]] if self.args.group_by_length else None,
         )
         loader = DataLoader(
             self.train_dataset,

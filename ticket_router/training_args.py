@@ -56,6 +56,9 @@ class RouterTrainingArguments(TrainingArguments):
     )
     sampling: BatchSampling | str = field(default=BatchSampling.PROPORTIONAL, metadata={"help": "proportional or random."})
     sampling_temperature: float = field(default=1.0, metadata={"help": "T=1 proportional to label counts, large T uniform."})
+    group_by_length: bool = field(
+        default=False, metadata={"help": "Batch tickets of similar length together so padding shrinks (faster)."}
+    )
     class_weights: bool = field(default=False, metadata={"help": "Inverse-frequency class weights in each task loss."})
     freeze_encoder_steps: int = field(default=0, metadata={"help": "Train only the heads for the first K steps."})
     head_learning_rate: float | None = field(
@@ -80,6 +83,8 @@ class RouterTrainingArguments(TrainingArguments):
         if not (self.bf16 or self.fp16):  # explicit bf16=/fp16= flags win over `precision`
             resolved = resolve_precision(self.precision)
             self.bf16, self.fp16 = resolved is Precision.BF16, resolved is Precision.FP16
+        if self.group_by_length and self.sampling is BatchSampling.RANDOM:
+            self.train_sampling_strategy = "group_by_length"  # transformers' own LengthGroupedSampler
         if not torch.cuda.is_available():
             self.dataloader_pin_memory = False  # pinning needs an accelerator; torch warns on every loader otherwise
         super().__post_init__()
