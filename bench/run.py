@@ -765,19 +765,32 @@ def inference_speed(router_dir: Path, single_dirs: list[Path], texts: list[str])
     }
 
 
-# Runs in a fresh interpreter per setup, so each peak is that setup's own (ru_maxrss never goes down). The peak
-# can be set while importing torch/transformers, which hides small models: the RSS still held after routing is
-# reported too, and the "imports only" setup is the baseline to subtract.
+# Runs in a fresh interpreter per setup, so each peak is that setup's own. On Linux the peak is VmHWM, the
+# high-water mark of this process's own address space: ru_maxrss survives fork + exec there, so a probe started by
+# the bench (itself holding GBs after training) would report the bench's peak, not its own. The peak can be set
+# while importing torch/transformers, which hides small models: the RSS still held after routing is reported too,
+# and the "imports only" setup is the baseline to subtract.
 MEMORY_SCRIPT = """
 import json, resource, sys
 import psutil, torch
 from ticket_router.router import Router
+
+def peak_rss_bytes():
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
 model_dirs, texts_path, batch_size = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 texts = json.loads(open(texts_path, encoding="utf-8").read())
 routers = [Router.from_pretrained(path) for path in model_dirs]
 for router in routers:
     router.predict_proba(texts, batch_size=batch_size)
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+rss = peak_rss_bytes()
 cuda = int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None
 after = psutil.Process().memory_info().rss
 print(json.dumps({"peak_rss_bytes": int(rss), "rss_after_bytes": int(after), "cuda_peak_allocated_bytes": cuda}))
@@ -1045,7 +1058,8 @@ def _md_memory(results: dict[str, Any]) -> list[str]:
         return lines
     mem = sp["memory"]
     lines += [f"Peak memory of a fresh process that loads the model(s) and routes {mem['n_texts']} validation "
-              f"tickets (batch {mem['batch_size']}): `ru_maxrss`, and `torch.cuda.max_memory_allocated` on a GPU.", "",
+              f"tickets (batch {mem['batch_size']}): its own peak RSS (`VmHWM`; `ru_maxrss` off Linux), and "
+              "`torch.cuda.max_memory_allocated` on a GPU.", "",
               "| Setup | peak RSS (MiB) | RSS after routing (MiB) | after routing − imports only (MiB) | "
               "peak CUDA allocated (MiB) |", "| --- | ---: | ---: | ---: | ---: |"]
     setups = list(mem["setups"].values())

@@ -129,3 +129,16 @@ def test_a_failing_section_is_recorded_not_swallowed(bench_run, tmp_path):
     results = json.loads((tmp_path / "r.json").read_text())
     assert "shadow" not in results["sections"] and "no trained model" in results["errors"]["shadow"]["error"]
     assert "⚠ section `shadow` failed" in (tmp_path / "B.md").read_text()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM is Linux's; elsewhere the probe uses ru_maxrss")
+def test_memory_probe_reports_its_own_peak_not_the_parents(tmp_path):
+    # ru_maxrss survives fork + exec on Linux: a probe started by a parent holding 1 GiB used to report that GiB.
+    bench = _load_bench()
+    texts = tmp_path / "texts.json"
+    texts.write_text(json.dumps(["printer offline"]), encoding="utf-8")
+    ballast = bytearray(1024**3)
+    ballast[::4096] = b"x" * len(ballast[::4096])  # touch every page so it is resident
+    peak = bench.peak_memory([], texts)["peak_rss_bytes"]
+    assert peak < 1024**3, f"probe peak {peak} B includes the parent's 1 GiB"
+    del ballast
