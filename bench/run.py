@@ -1092,8 +1092,10 @@ def _md_gpu(results: dict[str, Any]) -> list[str]:
 
 def render_markdown(results: dict[str, Any]) -> str:
     st = results["settings"]
-    kind = "quick run (`--quick`)" if st["quick"] else "full run"
-    lines = [f"_Last written {results['finished'][:16]} UTC by a {kind}. Data: `{st['data_dir']}`; recommended config "
+    # The last command may have run a single section (`--only`): name it, since the tables merge several runs.
+    kind = "quick (`--quick`)" if st["quick"] else "full"
+    lines = [f"_Last written {results['finished'][:16]} UTC by `{results['command']}` ({kind} settings). "
+             f"Data: `{st['data_dir']}`; recommended config "
              f"`{st['config']}`; backbone {st['backbone']}. Machine of the last run: "
              f"{machine_line(results['machine'])}._", ""]
     for part in (_md_main, _md_bar, _md_ablations, _md_speed, _md_memory, _md_gpu):

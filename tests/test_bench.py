@@ -107,6 +107,8 @@ def test_only_reruns_one_section_and_keeps_the_others(bench_run):
     assert set(after["sections"]) == set(SECTIONS)
     assert after["sections"]["router"] == before["sections"]["router"]
     assert after["sections"]["reference"]["run"]["command"].endswith("--only reference")
+    header = (tmp / "BENCHMARKS.md").read_text().split(bench.MARK_BEGIN)[1].splitlines()[1]
+    assert "--only reference` (full settings)" in header, header
 
 
 def test_unknown_section_is_refused(bench_run, capsys):
