@@ -6,10 +6,11 @@ import pytest
 
 from conftest import harbor_rows, write_csv
 from ticket_router.cli import main
+from ticket_router.data import read_table
 from ticket_router.router import Router
 
 COMMON = ["--text-columns", "subject,body", "--task", "category", "--task", "urgency", "--task", "queue",
-          "--max-steps", "6", "--batch-size", "8", "--max-length", "32", "--seed", "1"]
+          "--max-steps", "6", "--batch-size", "8", "--max-length", "32", "--seed", "1", "--lexical-weight", "0.5"]
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +66,19 @@ def test_shadow_without_gold_labels_reports_disagreement_only(trained):
     for task in report["tasks"].values():
         assert task["multitask"]["macro_f1"] is None and task["verdict"] == "no gold labels"
         assert 0 <= task["disagreement_rate"] <= 1
+
+
+def test_shadow_can_compare_the_encoders_alone(trained):
+    tmp, val = trained
+    assert main(["-q", "shadow", "--model", str(tmp / "mtl"), "--baselines", str(tmp / "single"), "--data", str(val),
+                 "--report", str(tmp / "encoders"), "--bootstrap", "20", "--latency-repeats", "1",
+                 "--lexical-weight", "0"]) == 0
+    report = json.loads((tmp / "encoders" / "report.json").read_text())
+    table = read_table(val)
+    for side, router in (("multitask", Router.from_pretrained(tmp / "mtl")),
+                         ("single_task", Router.from_pretrained(tmp / "single" / "urgency"))):
+        assert router.lexical is not None  # trained with lexical heads, compared without them
+        proba = router.encoder_proba(router.texts_from_table(table, str(val)))["urgency"]
+        labeled = [(gold, p) for gold, p in zip(table["urgency"], proba) if gold]
+        accuracy = sum(router.labels["urgency"][p.argmax()] == gold for gold, p in labeled) / len(labeled)
+        assert report["tasks"]["urgency"][side]["accuracy"] == pytest.approx(accuracy)

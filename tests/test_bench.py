@@ -40,6 +40,7 @@ def bench_run(tmp_path_factory, distilbert_dir):
         "tasks: {category: type, urgency: priority, queue: queue}\n"
         "batch_size: 8\neval_batch_size: 16\nmax_length: 32\nlearning_rate: 1.0e-3\n"
         "loss_weighting: uncertainty\nsampling: proportional\nclass_weights: true\npooling: cls\n"
+        "lexical_weight: 0.5\n"
     )
     (tmp / "BENCHMARKS.md").write_text("# Benchmarks\n\nHand-written intro.\n\n<!-- bench:begin -->\nold\n"
                                        "<!-- bench:end -->\n\nHand-written footer.\n")
@@ -68,6 +69,9 @@ def test_results_hold_every_section_and_the_run(bench_run):
         assert s["shadow"]["summary"][task]["n_seeds"] == 1
     assert [run["seed"] for run in s["router"]["runs"]] == [42, 43] and [run["seed"] for run in s["single"]["runs"]] == [42]
     assert s["router"]["runs"][0]["global_steps"] == 2
+    for part in ("encoder_only", "lexical_only"):  # lexical heads fused: each part is scored alone too
+        assert set(s["router"]["summary"][part]["tasks"]) == {"category", "urgency", "queue"}
+        assert set(s["single"]["runs"][0][part]["tasks"]) == {"category", "urgency", "queue"}
     assert s["speed"]["training"]["router_tickets_per_s"] > 0 and s["speed"]["inference"]["ratio"] > 0
     assert len(s["speed"]["memory"]["setups"]) == 3
     assert s["gpu"]["available"] or s["gpu"]["note"] == "no GPU on this machine"
@@ -96,6 +100,8 @@ def test_markdown_tables_replace_only_the_marked_block(bench_run):
                     "GPU"):
         assert f"### {heading}" in block, heading
     assert "| Router (multi-task) (2 seed(s)) |" in block and "| Single-task fine-tunes (1 seed(s)) |" in block and "| TF-IDF + LogReg |" in block
+    assert "| ↳ Router (multi-task): encoder heads alone |" in block
+    assert "| ↳ Single-task fine-tunes: lexical heads alone |" in block
     assert "`python bench/run.py --data-dir" in block  # each table names the command that measured it
 
 

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 
+import numpy as np
 import pytest
 
 from conftest import write_csv
@@ -76,6 +77,44 @@ def test_train_evaluate_predict_with_free_task_names_int_labels_partial_labels(t
     assert main(["predict", "--model", str(model), "--input", str(val), "--output", str(tmp_path / "p.xml")]) == 2
 
 
+def test_lexical_heads_are_fitted_saved_fused_and_scored_apart(tmp_path, files, distilbert_dir):
+    from ticket_router.router import Router
+
+    train, val = files
+    model = _train(tmp_path, distilbert_dir, train, val, "--class-weights", "--lexical-weight", "0.5")
+    assert (model / "lexical.json").is_file() and (model / "lexical.safetensors").is_file()
+    saved = json.loads((model / "metrics.json").read_text())
+    assert set(saved["encoder_only"]["tasks"]) == set(saved["lexical_only"]["tasks"]) == {"type", "id", "train"}
+
+    router = Router.from_pretrained(model)
+    texts = [f"{r['title']} {r['description']}" for r in _rows(18, offset=100)]
+    fused, encoder = router.predict_proba(texts), router.encoder_proba(texts)
+    lexical = router.lexical.predict_proba(texts)
+    for task in ("type", "id", "train"):
+        np.testing.assert_allclose(fused[task], 0.5 * encoder[task] + 0.5 * lexical[task], atol=1e-6)
+    # The words decide the topic here: the n-gram heads learn it even when 10 steps leave the encoder guessing.
+    assert saved["lexical_only"]["tasks"]["type"]["macro_f1"] == 1.0
+    assert main(["evaluate", "--model", str(model), "--data", str(val), "--output", str(tmp_path / "m.json")]) == 0
+    evaluated = json.loads((tmp_path / "m.json").read_text())["tasks"]
+    for task, scores in saved["tasks"].items():  # `evaluate` routes through the same fusion as training scored
+        assert evaluated[task] == pytest.approx(scores)
+    router.lexical_weight = 0.0
+    assert router.predict_proba(texts)["type"] == pytest.approx(encoder["type"])
+    # --lexical-weight overrides the trained share at evaluation time: 1 routes with the lexical heads alone.
+    assert main(["evaluate", "--model", str(model), "--data", str(val), "--lexical-weight", "1",
+                 "--output", str(tmp_path / "lex.json")]) == 0
+    assert json.loads((tmp_path / "lex.json").read_text())["tasks"]["type"] == pytest.approx(
+        saved["lexical_only"]["tasks"]["type"])
+
+
+def test_lexical_weight_without_lexical_heads_is_refused(tmp_path, files, distilbert_dir, capsys):
+    train, val = files
+    model = _train(tmp_path, distilbert_dir, train, val)
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(model), "--data", str(val), "--lexical-weight", "0.5"]) == 2
+    assert "this model has no lexical heads" in capsys.readouterr().err
+
+
 def test_predict_keeps_id_column_and_writes_csv(tmp_path, files, distilbert_dir):
     train, val = files
     model = _train(tmp_path, distilbert_dir, train, val)
@@ -117,6 +156,7 @@ def test_yaml_config_with_flag_override(tmp_path, files, bert_dir):
     (["--text-columns", "title", "--task", "q=tem"], "no label column 'tem' (did you mean 'team'?)"),
     (["--text-columns", "title", "--task", "q=team", "--loss-weighting", "kendall"], "loss_weighting='kendall' is not valid"),
     (["--text-columns", "title", "--pooling", "attn"], "pooling='attn' is not one of cls, mean, attention"),
+    (["--text-columns", "title", "--lexical-weight", "1.5"], "lexical_weight=1.5 must be in [0, 1]"),
 ])
 def test_bad_input_gives_one_line_error(tmp_path, files, distilbert_dir, capsys, argv_tail, message):
     train, _ = files
@@ -127,7 +167,7 @@ def test_bad_input_gives_one_line_error(tmp_path, files, distilbert_dir, capsys,
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("ticket-router: error:")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in err
-    assert "train.csv" in errors[0] or "kendall" in errors[0] or "attn" in errors[0]
+    assert "train.csv" in errors[0] or "kendall" in errors[0] or "attn" in errors[0] or "1.5" in errors[0]
 
 
 def test_unknown_yaml_key_is_refused(tmp_path, capsys):

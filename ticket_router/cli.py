@@ -20,6 +20,7 @@ from .errors import InputError
 
 logger = logging.getLogger("ticket_router")
 
+_LEXICAL_WEIGHT_HELP = "Share of the lexical heads in the fused probabilities (0: encoder heads alone). Default: as trained."
 _REPEATABLE = {"tasks": ("--task", "NAME=COLUMN"), "task_weights": ("--task-weight", "NAME=WEIGHT")}
 
 
@@ -63,11 +64,19 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .data import read_table
+def _load_router(args: argparse.Namespace):
     from .router import Router
 
     router = Router.from_pretrained(args.model)
+    if args.lexical_weight is not None:
+        router.lexical_weight = args.lexical_weight
+    return router
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .data import read_table
+
+    router = _load_router(args)
     metrics = router.evaluate(read_table(args.data), args.data, strict=args.strict, batch_size=args.batch_size)
     text = json.dumps(metrics, indent=2, sort_keys=True)
     if args.output:
@@ -128,9 +137,7 @@ def _write_predictions(path: str, records: list[dict], ids: list | None) -> None
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .router import Router
-
-    router = Router.from_pretrained(args.model)
+    router = _load_router(args)
     text_columns = [c.strip() for c in args.text_columns.split(",")] if args.text_columns else None
     texts, ids = _read_tickets(args.input, router, text_columns)
     records = router.route(texts, batch_size=args.batch_size, show_progress=args.output != "-")
@@ -142,10 +149,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_shadow(args: argparse.Namespace) -> int:
+    from .router import Router
     from .shadow import run_shadow
 
+    def load_router(path: Path, device: str | None) -> Router:
+        router = Router.from_pretrained(path, device=device)
+        if args.lexical_weight is not None:  # e.g. 0: compare the encoders alone, undiluted by shared n-gram heads
+            router.lexical_weight = args.lexical_weight
+        return router
+
     report = run_shadow(args.model, args.baselines, args.data, args.report, batch_size=args.batch_size,
-                        latency_repeats=args.latency_repeats, n_bootstrap=args.bootstrap, seed=args.seed)
+                        latency_repeats=args.latency_repeats, n_bootstrap=args.bootstrap, seed=args.seed,
+                        load_router=load_router)
     print(json.dumps({"tasks": {t: r.get("verdict") for t, r in report["tasks"].items()},
                       "latency": report["latency"]}, indent=2))
     logger.info("Report written to %s", Path(args.report) / "report.md")
@@ -171,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output", help="Write the metrics JSON here too.")
     evaluate.add_argument("--strict", action="store_true", help="Refuse labels the model never saw.")
     evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--lexical-weight", type=float, help=_LEXICAL_WEIGHT_HELP)
     evaluate.set_defaults(func=cmd_evaluate)
 
     predict = commands.add_parser("predict", help="Route tickets: label, confidence and scores per task.")
@@ -179,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", required=True, help="Output .csv, .jsonl or .json, or - for JSON lines on stdout.")
     predict.add_argument("--text-columns", help="Override the model's text columns for this file.")
     predict.add_argument("--batch-size", type=int, default=64)
+    predict.add_argument("--lexical-weight", type=float, help=_LEXICAL_WEIGHT_HELP)
     predict.set_defaults(func=cmd_predict)
 
     shadow = commands.add_parser("shadow", help="Compare the multi-task router with the single-task baselines.")
@@ -190,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     shadow.add_argument("--latency-repeats", type=int, default=5)
     shadow.add_argument("--bootstrap", type=int, default=1000, help="Bootstrap resamples for the CI.")
     shadow.add_argument("--seed", type=int, default=0)
+    shadow.add_argument("--lexical-weight", type=float, help=_LEXICAL_WEIGHT_HELP + " Applies to every model compared.")
     shadow.set_defaults(func=cmd_shadow)
     return parser
 

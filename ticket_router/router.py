@@ -1,6 +1,8 @@
 """`Router`: load one saved model directory and route tickets with one forward pass for every head.
 
 Batches are formed from tickets sorted by length, so padding stays small, and results come back in input order.
+A directory trained with `lexical_weight > 0` also holds lexical heads (`lexical.py`); their probabilities are
+fused with the encoder heads' in `predict_proba`, and `lexical_weight = 0` on the Router switches them off.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from transformers import AutoTokenizer
 
 from .data import encode_labels, join_text_columns
 from .errors import InputError
+from .lexical import LexicalHeads, fuse
 from .metrics import multitask_metrics
 from .modeling import MultiTaskRouterModel, RouterConfig
 from .tasks import TaskSpec
@@ -25,11 +28,14 @@ logger = logging.getLogger(__name__)
 
 
 class Router:
-    def __init__(self, model: MultiTaskRouterModel, tokenizer, device: str | torch.device | None = None):
+    def __init__(self, model: MultiTaskRouterModel, tokenizer, device: str | torch.device | None = None,
+                 lexical: LexicalHeads | None = None):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.specs: list[TaskSpec] = model.config.task_specs()
+        self.lexical = lexical
+        self._lexical_weight = lexical.settings.weight if lexical is not None else 0.0
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None) -> "Router":
@@ -41,7 +47,21 @@ class Router:
             raise InputError(f"{path}: config.json is not a ticket_router model (train one with `ticket-router train`)")
         model = MultiTaskRouterModel.from_pretrained(path, config=config)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        return cls(model, tokenizer, device)
+        return cls(model, tokenizer, device, lexical=LexicalHeads.load(path))
+
+    @property
+    def lexical_weight(self) -> float:
+        """The share of the lexical heads in the fused probabilities: as trained, or 0 for the encoder heads alone."""
+        return self._lexical_weight
+
+    @lexical_weight.setter
+    def lexical_weight(self, weight: float) -> None:
+        if not 0 <= weight <= 1:
+            raise InputError(f"lexical_weight={weight!r} must be in [0, 1]")
+        if weight > 0 and self.lexical is None:
+            raise InputError(f"lexical_weight={weight!r}: this model has no lexical heads "
+                             "(train it with lexical_weight > 0)")
+        self._lexical_weight = float(weight)
 
     @property
     def task_names(self) -> list[str]:
@@ -66,11 +86,21 @@ class Router:
     def texts_from_table(self, table: datasets.Dataset, source: str) -> list[str]:
         return join_text_columns(table, self.text_columns, source)
 
-    @torch.inference_mode()
     def predict_proba(
         self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False
     ) -> dict[str, np.ndarray]:
-        """Per task, an (n_texts, n_labels) array of class probabilities."""
+        """Per task, an (n_texts, n_labels) array of class probabilities (encoder and lexical heads fused)."""
+        encoder = self.encoder_proba(texts, batch_size, show_progress)
+        if self.lexical is None or self.lexical_weight <= 0:
+            return encoder
+        lexical = self.lexical.predict_proba(texts)
+        return {name: fuse(proba, lexical.get(name), self.lexical_weight) for name, proba in encoder.items()}
+
+    @torch.inference_mode()
+    def encoder_proba(
+        self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False
+    ) -> dict[str, np.ndarray]:
+        """Per task, an (n_texts, n_labels) array of the encoder heads' class probabilities."""
         order = np.argsort([-len(t) for t in texts], kind="stable")
         outputs = {spec.name: np.zeros((len(texts), spec.num_labels), dtype=np.float32) for spec in self.specs}
         names = set(self.tokenizer.model_input_names)

@@ -1,7 +1,9 @@
 """The `train` job: read data, build task specs, fine-tune with `MultiTaskTrainer`, save one model directory.
 
 The model directory (`config.output`) holds model.safetensors + config.json (encoder config, task specs, label
-maps), the tokenizer, `training_config.json`, `log_history.json` and, with a validation file, `metrics.json`.
+maps), the tokenizer, `training_config.json`, `log_history.json`, with `lexical_weight > 0` the lexical heads
+(`lexical.json`, `lexical.safetensors`) and, with a validation file, `metrics.json`: the scores of the saved model
+as `Router` uses it, plus, when lexical heads are fused, those of the encoder heads and the lexical heads alone.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .backbone import load_backbone
 from .config import TrainConfig
 from .data import build_task_specs, encode_labels, join_text_columns, label_counts, read_table, tokenize_dataset
 from .errors import InputError
+from .lexical import LexicalHeads, LexicalSettings, fuse, softmax
 from .losses import inverse_frequency_weights
 from .metrics import compute_metrics_fn, multitask_metrics
 from .modeling import MultiTaskRouterModel
@@ -120,10 +123,12 @@ def train_router(config: TrainConfig) -> dict:
         classifier_dropout=config.dropout, max_length=config.max_length, backbone=config.backbone,
     )
     train_dataset = tokenize_dataset(data.train_texts, data.train_labels, tokenizer, config.max_length)
-    eval_dataset = None
+    eval_dataset, eval_order = None, None
     if data.eval_texts is not None:
-        eval_dataset = _sorted_by_length(
-            tokenize_dataset(data.eval_texts, data.eval_labels, tokenizer, config.max_length))
+        eval_dataset = tokenize_dataset(data.eval_texts, data.eval_labels, tokenizer, config.max_length)
+        # Evaluation batches of similar length pad less (about 1.4x faster on ticket text).
+        eval_order = np.argsort([len(ids) for ids in eval_dataset["input_ids"]], kind="stable")
+        eval_dataset = eval_dataset.select(eval_order.tolist())
     counts = label_counts(data.train_labels, data.specs)
     class_weights = [inverse_frequency_weights(counts[s.name]) for s in data.specs] if config.class_weights else None
     callbacks = []
@@ -138,20 +143,49 @@ def train_router(config: TrainConfig) -> dict:
     started = time.perf_counter()
     train_output = trainer.train(resume_from_checkpoint=True if config.resume else None)
     train_seconds = time.perf_counter() - started
-    return _save_outputs(trainer, config, eval_dataset, data, train_output.metrics, train_seconds)
+    eval_texts = None if eval_order is None else [data.eval_texts[i] for i in eval_order]
+    return _save_outputs(trainer, config, eval_dataset, eval_texts, data, train_output.metrics, train_seconds)
 
 
-def _sorted_by_length(dataset):
-    """Evaluation batches of similar length pad less (about 1.4x faster on ticket text); metrics ignore row order."""
-    order = np.argsort([len(ids) for ids in dataset["input_ids"]], kind="stable")
-    return dataset.select(order.tolist())
+def fit_lexical_heads(config: TrainConfig, data: PreparedData) -> LexicalHeads | None:
+    if config.lexical_weight <= 0:
+        return None
+    settings = LexicalSettings(weight=config.lexical_weight, class_weight_balanced=config.class_weights)
+    started = time.perf_counter()
+    try:
+        lexical = LexicalHeads.fit(data.train_texts, data.train_labels, data.specs, settings)
+    except InputError as error:  # a handful of tickets with no repeated word: the encoder heads still route
+        logger.warning("%s: %s; the router is saved with its encoder heads alone", config.train, error)
+        return None
+    logger.info("Fitted the lexical heads in %.1f s", time.perf_counter() - started)
+    return lexical
 
 
-def _save_outputs(trainer, config, eval_dataset, data, train_metrics, train_seconds) -> dict:
+def evaluation_metrics(labels: np.ndarray, logits, specs: list[TaskSpec], lexical: LexicalHeads | None,
+                       texts: list[str] | None) -> dict:
+    """Scores of the model as `Router` uses it; with lexical heads, also each part's alone."""
+    names = [s.name for s in specs]
+    if lexical is None:
+        return multitask_metrics(labels, logits, names)
+    encoder = [softmax(np.asarray(task_logits, dtype=np.float32)) for task_logits in logits]
+    lexical_proba = lexical.predict_proba(texts)
+    fused = [fuse(p, lexical_proba.get(name), lexical.settings.weight) for p, name in zip(encoder, names)]
+    result = multitask_metrics(labels, fused, names)
+    result["encoder_only"] = multitask_metrics(labels, logits, names)
+    covered = [t for t, name in enumerate(names) if name in lexical_proba]
+    result["lexical_only"] = multitask_metrics(labels[:, covered], [lexical_proba[names[t]] for t in covered],
+                                               [names[t] for t in covered])
+    return result
+
+
+def _save_outputs(trainer, config, eval_dataset, eval_texts, data, train_metrics, train_seconds) -> dict:
     output = Path(config.output)
     trainer.save_model(str(output))
     if not trainer.is_world_process_zero():
         return {}
+    lexical = fit_lexical_heads(config, data)
+    if lexical is not None:
+        lexical.save(output)
     (output / "training_config.json").write_text(config.to_json() + "\n")
     (output / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1) + "\n")
     summary: dict = {
@@ -164,7 +198,7 @@ def _save_outputs(trainer, config, eval_dataset, data, train_metrics, train_seco
         prediction = trainer.predict(eval_dataset)
         logits = prediction.predictions if isinstance(prediction.predictions, tuple) else (prediction.predictions,)
         # label_ids, not data.eval_labels: the evaluation set was reordered by length.
-        summary.update(multitask_metrics(prediction.label_ids, logits, [s.name for s in data.specs]))
+        summary.update(evaluation_metrics(prediction.label_ids, logits, data.specs, lexical, eval_texts))
         summary["best_checkpoint"] = trainer.state.best_model_checkpoint
     (output / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if not config.keep_checkpoints:

@@ -1,0 +1,169 @@
+"""Lexical heads: one TF-IDF n-gram logistic regression per task, fused with the encoder heads' probabilities.
+
+Why a router wants them: a small English encoder reads German tickets, product codes and desk jargon as
+fragments of word pieces, and truncates long tickets at `max_length`; an n-gram model reads every word of the
+whole ticket verbatim. The two make different errors, so the average of their probability vectors beats either
+alone (BENCHMARKS.md measures all three). The lexical part costs seconds to fit and well under a millisecond
+per ticket to run; `lexical_weight: 0` turns it off.
+
+Saved beside the weights without pickle (nothing executable in a model directory): `lexical.json` holds the
+settings, the vocabulary and each task's classes; `lexical.safetensors` holds the idf vector and each task's
+coefficient matrix and intercepts. Probabilities are recomputed as softmax(X W^T + b), which is exactly what
+scikit-learn's multinomial (and, with a zero row for the first class, binary) `predict_proba` computes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from .errors import InputError
+from .tasks import TaskSpec
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "lexical.json"
+WEIGHTS_NAME = "lexical.safetensors"
+# A class absent from a task's labeled rows (possible with drop_partial_rows) gets this logit: probability ~0.
+ABSENT_CLASS_LOGIT = -1e4
+
+
+@dataclass
+class LexicalSettings:
+    """How the n-gram models are built and fused. The model defaults reproduce the benchmark issue's TF-IDF row."""
+
+    weight: float = 0.5  # share of the lexical probabilities in the fused ones
+    ngram_max: int = 2  # word 1..n-grams
+    min_df: int = 2  # a term must occur in 2 tickets: halves the vocabulary, drops one-off typos and ids
+    max_features: int = 200_000  # bounds the model's size on large ticket sets
+    sublinear_tf: bool = True
+    c: float = 10.0  # inverse L2 strength of the logistic regression
+    class_weight_balanced: bool = True  # mirrors `class_weights` of the encoder heads
+    max_iter: int = 2000
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LexicalSettings":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            logger.warning("Ignoring unknown lexical settings %s (saved by a newer ticket_router?)", unknown)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _vectorizer(settings: LexicalSettings, vocabulary: dict[str, int] | None = None):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(
+        ngram_range=(1, settings.ngram_max), min_df=1 if vocabulary else settings.min_df,
+        max_features=None if vocabulary else settings.max_features, sublinear_tf=settings.sublinear_tf,
+        vocabulary=vocabulary,
+    )
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+class LexicalHeads:
+    """Per task, W (num_labels, n_terms) and b (num_labels,) over one shared TF-IDF vocabulary."""
+
+    def __init__(self, settings: LexicalSettings, vocabulary: list[str], idf: np.ndarray,
+                 weights: dict[str, tuple[np.ndarray, np.ndarray]]):
+        self.settings = settings
+        self.vocabulary = vocabulary
+        self.weights = weights  # task name -> (W, b); a task without a lexical model is absent
+        self._tfidf = _vectorizer(settings, {term: i for i, term in enumerate(vocabulary)})
+        self._tfidf.idf_ = idf
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.weights)
+
+    @classmethod
+    def fit(cls, texts: Sequence[str], labels: np.ndarray, specs: Sequence[TaskSpec],
+            settings: LexicalSettings | None = None) -> "LexicalHeads":
+        """Fit the vocabulary on all texts and one logistic regression per task on the rows labeled for it."""
+        from sklearn.linear_model import LogisticRegression
+
+        settings = settings or LexicalSettings()
+        tfidf = _vectorizer(settings)
+        try:
+            features = tfidf.fit_transform(list(texts))
+        except ValueError as error:  # e.g. "empty vocabulary" on a tiny file whose words all occur once
+            raise InputError(f"lexical heads: no n-gram of the training texts is usable ({error})") from None
+        weights = {}
+        for t, spec in enumerate(specs):
+            rows = labels[:, t] >= 0
+            classes = np.unique(labels[rows, t])
+            if len(classes) < 2:
+                logger.warning("lexical heads: task %r has %d labeled class(es); it is routed by the encoder alone",
+                               spec.name, len(classes))
+                continue
+            model = LogisticRegression(C=settings.c, max_iter=settings.max_iter,
+                                       class_weight="balanced" if settings.class_weight_balanced else None)
+            model.fit(features[rows], labels[rows, t])
+            weights[spec.name] = _full_label_space(model, spec.num_labels)
+        vocabulary = [term for term, _ in sorted(tfidf.vocabulary_.items(), key=lambda item: item[1])]
+        logger.info("lexical heads: %d terms, tasks %s", len(vocabulary), ", ".join(weights) or "none")
+        return cls(settings, vocabulary, tfidf.idf_, weights)
+
+    def predict_proba(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Per task with a lexical model, an (n_texts, num_labels) array of probabilities."""
+        features = self._tfidf.transform(list(texts))
+        return {task: softmax(np.asarray(features @ w.T) + b) for task, (w, b) in self.weights.items()}
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        tensors = {"idf": np.asarray(self._tfidf.idf_, dtype=np.float64)}
+        for i, (w, b) in enumerate(self.weights.values()):
+            tensors[f"task{i}.weight"], tensors[f"task{i}.bias"] = w, b
+        save_file(tensors, str(directory / WEIGHTS_NAME))
+        meta = {"settings": asdict(self.settings), "tasks": self.tasks, "vocabulary": self.vocabulary}
+        (directory / CONFIG_NAME).write_text(json.dumps(meta, sort_keys=True, ensure_ascii=False) + "\n",
+                                             encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "LexicalHeads | None":
+        """The lexical heads saved in `directory`, or None when it has none."""
+        directory = Path(directory)
+        if not (directory / CONFIG_NAME).is_file():
+            return None
+        if not (directory / WEIGHTS_NAME).is_file():
+            raise InputError(f"{directory}: {CONFIG_NAME} without {WEIGHTS_NAME}; the model directory is incomplete")
+        try:
+            meta = json.loads((directory / CONFIG_NAME).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise InputError(f"{directory / CONFIG_NAME}: not valid JSON ({error})") from None
+        tensors = load_file(str(directory / WEIGHTS_NAME))
+        weights = {task: (tensors[f"task{i}.weight"], tensors[f"task{i}.bias"])
+                   for i, task in enumerate(meta["tasks"])}
+        return cls(LexicalSettings.from_dict(meta.get("settings", {})), meta["vocabulary"], tensors["idf"], weights)
+
+
+def _full_label_space(model, num_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dense (W, b) over every label of the task, from a fitted binary or multinomial logistic regression."""
+    coef = np.asarray(model.coef_, dtype=np.float32)
+    intercept = np.asarray(model.intercept_, dtype=np.float32)
+    classes = model.classes_.astype(int)
+    if len(classes) == 2:  # binary: P(class 1) = sigmoid(z) = softmax([0, z])[1]
+        coef = np.vstack([np.zeros_like(coef), coef])
+        intercept = np.concatenate([np.zeros(1, dtype=np.float32), intercept])
+    w = np.zeros((num_labels, coef.shape[1]), dtype=np.float32)
+    b = np.full(num_labels, ABSENT_CLASS_LOGIT, dtype=np.float32)
+    w[classes], b[classes] = coef, intercept
+    return w, b
+
+
+def fuse(encoder_proba: np.ndarray, lexical_proba: np.ndarray | None, weight: float) -> np.ndarray:
+    """(1 - weight) * encoder + weight * lexical probabilities; the encoder's alone without a lexical model."""
+    if lexical_proba is None or weight <= 0:
+        return encoder_proba
+    return (1.0 - weight) * encoder_proba + weight * lexical_proba
