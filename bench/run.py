@@ -939,11 +939,22 @@ def _provenance(results: dict[str, Any], names: Sequence[str]) -> str:
     return "\n".join(lines) if lines else "_Not measured yet._"
 
 
-def _missing_sections(results: dict[str, Any], names: Sequence[str]) -> list[str]:
+# Sections whose figures belong to the models of one run: older than the router section, they describe other models.
+ROUTER_BOUND_SECTIONS = ("single", "shadow", "ablations", "speed", "gpu")
+
+
+def _section_warnings(results: dict[str, Any], names: Sequence[str]) -> list[str]:
+    """Lines on sections not measured yet, failed, or measured before the router section they sit beside."""
     lines = []
+    router_run = results["sections"].get("router", {}).get("run")
     for name in names:
         if name not in results["sections"]:
             lines.append(f"- section `{name}` not measured yet (`python bench/run.py --only {name}`).")
+        run = results["sections"].get(name, {}).get("run")
+        if name in ROUTER_BOUND_SECTIONS and run and router_run and run["started"] < router_run["started"]:
+            lines.append(f"- ⚠ section `{name}` ({run['started'][:16]}) predates the router section "
+                         f"({router_run['started'][:16]}): it describes the models and config of that earlier run "
+                         f"(`python bench/run.py --only {name}` renews it).")
         if name in results.get("errors", {}):
             err = results["errors"][name]
             lines.append(f"- ⚠ section `{name}` failed in `{err['command']}` ({err['when'][:16]}): {err['error']}")
@@ -993,7 +1004,7 @@ def _md_main(results: dict[str, Any]) -> list[str]:
              "heads (`lexical_weight` > 0), the ↳ rows score the same trained models' encoder heads and lexical "
              "heads alone.",
              "", _provenance(results, ["reference", "single", "router"]), ""]
-    lines += _missing_sections(results, ["reference", "single", "router"])
+    lines += _section_warnings(results, ["reference", "single", "router"])
     head = " | ".join(f"{t} F1 | {t} acc" for t in tasks)
     lines += [f"| Model | {head} | mean F1 | train time |", "| --- |" + " ---: |" * (2 * len(tasks) + 2)]
     lines += _reference_rows(s["reference"], tasks) if "reference" in s else []
@@ -1016,7 +1027,7 @@ def _md_bar(results: dict[str, Any]) -> list[str]:
              "Router vs TF-IDF: mean macro-F1 over seeds. Router vs single-task: paired bootstrap 95% CI of the "
              "macro-F1 difference per seed (shadow verdicts; seed: verdict (router − single)).", "",
              _provenance(results, ["reference", "router", "shadow"]), ""]
-    lines += _missing_sections(results, ["reference", "router", "shadow"])
+    lines += _section_warnings(results, ["reference", "router", "shadow"])
     lines += ["| Task | Router F1 | encoder heads alone | TF-IDF F1 | Beats TF-IDF? | Margin | Router − single (mean) "
               "| Verdicts per seed | Seeds worse |", "| --- | ---: | ---: | ---: | --- | ---: | ---: | --- | ---: |"]
     ref, router, shadow = s.get("reference"), s.get("router"), s.get("shadow")
@@ -1047,7 +1058,7 @@ def _md_ablations(results: dict[str, Any]) -> list[str]:
                   f"{main.describe()}), so compare rows with each other, not with the main table. Each row changes "
                   f"one key of the recommended config. Missing labels: a copy of the training file with {miss} "
                   "blanked at random (seeded).", ""]
-    lines += [_provenance(results, ["ablations"]), ""] + _missing_sections(results, ["ablations"])
+    lines += [_provenance(results, ["ablations"]), ""] + _section_warnings(results, ["ablations"])
     lines += [f"| Group | Variant | {' | '.join(f'{t} F1' for t in tasks)} | mean F1 | train time | note |",
               "| --- | --- |" + " ---: |" * (len(tasks) + 2) + " --- |"]
     for row in (ab or {}).get("rows", []):
@@ -1062,7 +1073,7 @@ def _md_ablations(results: dict[str, Any]) -> list[str]:
 
 def _section_head(results: dict[str, Any], title: str, names: Sequence[str]) -> list[str]:
     """A table section's title, the run that measured it, and a warning for each section not yet run."""
-    return [f"### {title}", "", _provenance(results, names), ""] + _missing_sections(results, names)
+    return [f"### {title}", "", _provenance(results, names), ""] + _section_warnings(results, names)
 
 
 def _md_speed(results: dict[str, Any]) -> list[str]:

@@ -150,3 +150,13 @@ def test_memory_probe_reports_its_own_peak_not_the_parents(tmp_path):
     peak = bench.peak_memory([], texts)["peak_rss_bytes"]
     assert peak < 1024**3, f"probe peak {peak} B includes the parent's 1 GiB"
     del ballast
+
+
+def test_sections_older_than_the_router_section_are_flagged(bench_run):
+    bench, tmp, _ = bench_run
+    results = json.loads((tmp / "results.json").read_text())
+    assert "predates the router section" not in bench.render_markdown(results)
+    results["sections"]["shadow"]["run"]["started"] = "2000-01-01T00:00:00+00:00"  # kept from an earlier run
+    text = bench.render_markdown(results)
+    assert "⚠ section `shadow` (2000-01-01T00:00) predates the router section" in text
+    assert "section `reference`" not in text  # the reference does not depend on the router's models
