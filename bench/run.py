@@ -784,10 +784,14 @@ def inference_speed(router_dir: Path, single_dirs: list[Path], texts: list[str])
     multi_s = _median_seconds(lambda: route_all(multi, texts))
     single_s = _median_seconds(lambda: route_all(singles, texts))
     heads = len(singles)
+    lexical = multi[0].lexical  # the n-gram heads' share of the router's routing time
+    lexical_s = _median_seconds(lambda: lexical.predict_proba(texts)) if lexical is not None else None
     return {
         "n_texts": len(texts), "batch_size": INFERENCE_BATCH, "repeats": INFERENCE_REPEATS,
         "device": str(multi[0].device),
         "router_tickets_per_s": len(texts) / multi_s, "single_tickets_per_s": len(texts) / single_s,
+        "lexical_ms_per_ticket": None if lexical_s is None else 1000 * lexical_s / len(texts),
+        "lexical_share_of_router": None if lexical_s is None else lexical_s / multi_s,
         "ratio": single_s / multi_s, "n_single_models": heads,
         "goal": round(SPEEDUP_GOAL_PER_HEAD * heads, 2), "limit": float(heads),
         "goal_met": single_s / multi_s >= round(SPEEDUP_GOAL_PER_HEAD * heads, 2),
@@ -1094,8 +1098,11 @@ def _md_speed(results: dict[str, Any]) -> list[str]:
         f"| inference tickets/s (one router pass vs {inf['n_single_models']} single-task models) | "
         f"{inf['router_tickets_per_s']:.1f} | {inf['single_tickets_per_s']:.1f} | **{inf['ratio']:.2f}×** "
         f"(goal ≥ {inf['goal']:.1f}×, limit {inf['limit']:.1f}×: {'met' if inf['goal_met'] else 'not met'}) |",
-        "",
     ]
+    if inf.get("lexical_ms_per_ticket") is not None:
+        lines.append(f"| lexical heads' part of one router pass (ms/ticket) | {inf['lexical_ms_per_ticket']:.3f} | "
+                     f"— | {100 * inf['lexical_share_of_router']:.1f}% of the router's routing time |")
+    lines.append("")
     return lines
 
 

@@ -73,6 +73,7 @@ def test_results_hold_every_section_and_the_run(bench_run):
         assert set(s["router"]["summary"][part]["tasks"]) == {"category", "urgency", "queue"}
         assert set(s["single"]["runs"][0][part]["tasks"]) == {"category", "urgency", "queue"}
     assert s["speed"]["training"]["router_tickets_per_s"] > 0 and s["speed"]["inference"]["ratio"] > 0
+    assert 0 < s["speed"]["inference"]["lexical_share_of_router"] < 1
     assert len(s["speed"]["memory"]["setups"]) == 3
     assert s["gpu"]["available"] or s["gpu"]["note"] == "no GPU on this machine"
 
@@ -102,6 +103,7 @@ def test_markdown_tables_replace_only_the_marked_block(bench_run):
     assert "| Router (multi-task) (2 seed(s)) |" in block and "| Single-task fine-tunes (1 seed(s)) |" in block and "| TF-IDF + LogReg |" in block
     assert "| ↳ Router (multi-task): encoder heads alone |" in block
     assert "| ↳ Single-task fine-tunes: lexical heads alone |" in block
+    assert "| lexical heads' part of one router pass (ms/ticket) |" in block
     assert "`python bench/run.py --data-dir" in block  # each table names the command that measured it
 
 

@@ -109,7 +109,9 @@ def test_lexical_heads_are_fitted_saved_fused_and_scored_apart(tmp_path, files, 
 
 def test_lexical_weight_without_lexical_heads_is_refused(tmp_path, files, distilbert_dir, capsys):
     train, val = files
-    model = _train(tmp_path, distilbert_dir, train, val)
+    model = _train(tmp_path, distilbert_dir, train, val, "--lexical-weight", "0")
+    assert not (model / "lexical.json").exists()
+    assert "encoder_only" not in json.loads((model / "metrics.json").read_text())
     capsys.readouterr()
     assert main(["evaluate", "--model", str(model), "--data", str(val), "--lexical-weight", "0.5"]) == 2
     assert "this model has no lexical heads" in capsys.readouterr().err

@@ -51,7 +51,7 @@ class TrainConfig:
     eval_steps: int | None = field(default=None, metadata={"help": "Evaluate every N steps (default: every epoch)."})
     early_stopping_patience: int | None = field(default=None, metadata={"help": "Stop after N evaluations without a better mean macro-F1."})
     logging_steps: int = field(default=10, metadata={"help": "Log losses and task weights every N steps."})
-    lexical_weight: float = field(default=0.0, metadata={"help": "Fuse each head with a TF-IDF n-gram logistic regression: this share of the probabilities (0: encoder heads alone)."})
+    lexical_weight: float = field(default=0.5, metadata={"help": "Fuse each head with a TF-IDF n-gram logistic regression: this share of the probabilities (0: encoder heads alone)."})
     drop_partial_rows: bool = field(default=False, metadata={"help": "Drop rows missing any task label (ablation; the default masks the loss instead)."})
     strict: bool = field(default=False, metadata={"help": "Refuse validation labels the training data does not have."})
     keep_checkpoints: bool = field(default=False, metadata={"help": "Keep OUTPUT/checkpoints after training."})
