@@ -64,19 +64,23 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_router(args: argparse.Namespace):
+def _router_loader(lexical_weight: float | None):
+    """`Router.from_pretrained`, then the `--lexical-weight` override where one was given."""
     from .router import Router
 
-    router = Router.from_pretrained(args.model)
-    if args.lexical_weight is not None:
-        router.lexical_weight = args.lexical_weight
-    return router
+    def load(path: str | Path, device: str | None = None) -> Router:
+        router = Router.from_pretrained(path, device=device)
+        if lexical_weight is not None:  # e.g. 0: the encoder heads alone
+            router.lexical_weight = lexical_weight
+        return router
+
+    return load
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import read_table
 
-    router = _load_router(args)
+    router = _router_loader(args.lexical_weight)(args.model)
     metrics = router.evaluate(read_table(args.data), args.data, strict=args.strict, batch_size=args.batch_size)
     text = json.dumps(metrics, indent=2, sort_keys=True)
     if args.output:
@@ -137,7 +141,7 @@ def _write_predictions(path: str, records: list[dict], ids: list | None) -> None
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    router = _load_router(args)
+    router = _router_loader(args.lexical_weight)(args.model)
     text_columns = [c.strip() for c in args.text_columns.split(",")] if args.text_columns else None
     texts, ids = _read_tickets(args.input, router, text_columns)
     records = router.route(texts, batch_size=args.batch_size, show_progress=args.output != "-")
@@ -149,18 +153,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_shadow(args: argparse.Namespace) -> int:
-    from .router import Router
     from .shadow import run_shadow
 
-    def load_router(path: Path, device: str | None) -> Router:
-        router = Router.from_pretrained(path, device=device)
-        if args.lexical_weight is not None:  # e.g. 0: compare the encoders alone, undiluted by shared n-gram heads
-            router.lexical_weight = args.lexical_weight
-        return router
-
+    # --lexical-weight 0 compares the encoders alone, undiluted by the n-gram heads both sides share.
     report = run_shadow(args.model, args.baselines, args.data, args.report, batch_size=args.batch_size,
                         latency_repeats=args.latency_repeats, n_bootstrap=args.bootstrap, seed=args.seed,
-                        load_router=load_router)
+                        load_router=_router_loader(args.lexical_weight))
     print(json.dumps({"tasks": {t: r.get("verdict") for t, r in report["tasks"].items()},
                       "latency": report["latency"]}, indent=2))
     logger.info("Report written to %s", Path(args.report) / "report.md")
