@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from .errors import InputError, did_you_mean
+from .lexical import check_weight
 from .modeling import Pooling
 from .tasks import parse_task_mapping
 
@@ -74,8 +75,7 @@ class TrainConfig:
             raise InputError(f"epochs={self.epochs!r} must be > 0 (or give max_steps)")
         if not 0 <= self.dropout < 1:
             raise InputError(f"dropout={self.dropout!r} must be in [0, 1)")
-        if not 0 <= self.lexical_weight <= 1:
-            raise InputError(f"lexical_weight={self.lexical_weight!r} must be in [0, 1]")
+        check_weight(self.lexical_weight)
         poolings = [p.value for p in Pooling]
         if self.pooling not in poolings:
             raise InputError(f"pooling={self.pooling!r} is not one of {', '.join(poolings)}"

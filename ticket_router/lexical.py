@@ -163,6 +163,13 @@ def _full_label_space(model, num_labels: int) -> tuple[np.ndarray, np.ndarray]:
     return w, b
 
 
+def check_weight(weight: float) -> float:
+    """The fusion weight, refused with a one-line error outside [0, 1] (config, CLI overrides, Router)."""
+    if not 0 <= weight <= 1:
+        raise InputError(f"lexical_weight={weight!r} must be in [0, 1]")
+    return float(weight)
+
+
 def fuse(encoder_proba: np.ndarray, lexical_proba: np.ndarray | None, weight: float) -> np.ndarray:
     """(1 - weight) * encoder + weight * lexical probabilities; the encoder's alone without a lexical model."""
     if lexical_proba is None or weight <= 0:

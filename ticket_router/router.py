@@ -19,7 +19,7 @@ from transformers import AutoTokenizer
 
 from .data import encode_labels, join_text_columns
 from .errors import InputError
-from .lexical import LexicalHeads, fuse
+from .lexical import LexicalHeads, check_weight, fuse
 from .metrics import multitask_metrics
 from .modeling import MultiTaskRouterModel, RouterConfig
 from .tasks import TaskSpec
@@ -56,12 +56,11 @@ class Router:
 
     @lexical_weight.setter
     def lexical_weight(self, weight: float) -> None:
-        if not 0 <= weight <= 1:
-            raise InputError(f"lexical_weight={weight!r} must be in [0, 1]")
+        weight = check_weight(weight)
         if weight > 0 and self.lexical is None:
             raise InputError(f"lexical_weight={weight!r}: this model has no lexical heads "
                              "(train it with lexical_weight > 0)")
-        self._lexical_weight = float(weight)
+        self._lexical_weight = weight
 
     @property
     def task_names(self) -> list[str]:
