@@ -67,6 +67,9 @@ def test_results_hold_every_section_and_the_run(bench_run):
         assert s["router"]["summary"]["tasks"][task]["macro_f1"]["mean"] is not None
         assert s["single"]["runs"][0]["tasks"][task]["n"] > 0
         assert s["shadow"]["summary"][task]["n_seeds"] == 1
+        versus = [seed["tasks"][task] for seed in s["shadow"]["versus_tfidf"]["per_seed"]]  # every router seed
+        assert len(versus) == 2 and all(v["ci95"][0] <= v["ci95"][1] for v in versus)
+        assert all(v["verdict"] in ("better", "worse", "same within noise") for v in versus)
     assert [run["seed"] for run in s["router"]["runs"]] == [42, 43] and [run["seed"] for run in s["single"]["runs"]] == [42]
     assert s["router"]["runs"][0]["global_steps"] == 2
     for part in ("encoder_only", "lexical_only"):  # lexical heads fused: each part is scored alone too
@@ -104,6 +107,7 @@ def test_markdown_tables_replace_only_the_marked_block(bench_run):
     assert "| ↳ Router (multi-task): encoder heads alone |" in block
     assert "| ↳ Single-task fine-tunes: lexical heads alone |" in block
     assert "| lexical heads' part of one router pass (ms/ticket) |" in block
+    assert "| vs TF-IDF per seed |" in block and "42: " in block.split("### Does the router clear the bar?")[1]
     assert "`python bench/run.py --data-dir" in block  # each table names the command that measured it
 
 
@@ -162,3 +166,23 @@ def test_sections_older_than_the_router_section_are_flagged(bench_run):
     text = bench.render_markdown(results)
     assert "⚠ section `shadow` (2000-01-01T00:00) predates the router section" in text
     assert "section `reference`" not in text  # the reference does not depend on the router's models
+
+
+def test_reuse_keeps_finished_trainings_and_refits_only_the_lexical_heads(bench_run):
+    bench, tmp, common = bench_run
+    before = json.loads((tmp / "results.json").read_text())["sections"]
+    weights = tmp / "out" / "router" / "seed42" / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    assert bench.main([*common, "--only", "router,single", "--reuse"]) == 0
+    after = json.loads((tmp / "results.json").read_text())["sections"]
+    assert weights.stat().st_mtime_ns == stamp  # not fine-tuned again
+    for name in ("router", "single"):
+        assert all(run["reused"] for run in after[name]["runs"]), name
+        for run_before, run_after in zip(before[name]["runs"], after[name]["runs"]):
+            assert run_after["lexical_only"] == run_before["lexical_only"]  # same settings: the same refit
+            # The encoder scores again in Router's batches, not the Trainer's: padding differs, so a near-tie of
+            # the random tiny model may flip a ticket or two, no more.
+            for task, scores in run_before["encoder_only"]["tasks"].items():
+                assert abs(run_after["encoder_only"]["tasks"][task]["accuracy"] - scores["accuracy"]) <= 2 / scores["n"]
+            assert run_after["train_runtime_s"] == run_before["train_runtime_s"]
+    assert "(2/2 seed(s) reused from an earlier run)" in (tmp / "BENCHMARKS.md").read_text()

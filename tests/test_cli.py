@@ -107,6 +107,51 @@ def test_lexical_heads_are_fitted_saved_fused_and_scored_apart(tmp_path, files, 
         saved["lexical_only"]["tasks"]["type"])
 
 
+def test_train_or_reuse_refits_the_lexical_heads_of_a_finished_identical_training(tmp_path, files, distilbert_dir):
+    from dataclasses import replace
+
+    from ticket_router.config import TrainConfig
+    from ticket_router.training import trained_with, train_or_reuse
+
+    train, val = files
+    model = _train(tmp_path, distilbert_dir, train, val, "--lexical-weight", "0.5")
+    config = TrainConfig(**json.loads((model / "training_config.json").read_text()))
+    saved = json.loads((model / "metrics.json").read_text())
+    assert trained_with(config) and not trained_with(replace(config, seed=config.seed + 1))
+    (model / "lexical.json").unlink()  # refit from scratch: the files come back
+    stamp = (model / "model.safetensors").stat().st_mtime_ns
+    summary = train_or_reuse(config, reuse=True)
+    assert summary["reused"] and (model / "model.safetensors").stat().st_mtime_ns == stamp
+    assert (model / "lexical.json").is_file()
+    assert summary["train_runtime_s"] == saved["train_runtime_s"]
+    assert summary["tasks"] == saved["tasks"]  # Router's pass scores as the Trainer's evaluation did
+    for part in ("encoder_only", "lexical_only"):
+        assert summary[part]["tasks"] == saved[part]["tasks"], part
+
+
+def test_refit_scores_fuse_the_encoder_probabilities_as_router_does(tmp_path, files, distilbert_dir, monkeypatch):
+    # A confident encoder, so that fusing anything but its probabilities (say, their softmax) changes the argmax.
+    from ticket_router.config import TrainConfig
+    from ticket_router.data import read_table
+    from ticket_router.router import Router
+    from ticket_router.training import refit_lexical_heads
+
+    def confident(self, texts, batch_size=32, show_progress=False):
+        out = {}
+        for spec in self.specs:
+            proba = np.full((len(texts), spec.num_labels), 0.02 / (spec.num_labels - 1), dtype=np.float32)
+            proba[np.arange(len(texts)), [len(t) % spec.num_labels for t in texts]] = 0.98
+            out[spec.name] = proba
+        return out
+
+    train, val = files
+    model = _train(tmp_path, distilbert_dir, train, val, "--lexical-weight", "0.3")
+    monkeypatch.setattr(Router, "encoder_proba", confident)
+    summary = refit_lexical_heads(TrainConfig(**json.loads((model / "training_config.json").read_text())))
+    expected = Router.from_pretrained(model).evaluate(read_table(val), str(val))
+    assert summary["tasks"] == expected["tasks"]
+
+
 def test_lexical_weight_without_lexical_heads_is_refused(tmp_path, files, distilbert_dir, capsys):
     train, val = files
     model = _train(tmp_path, distilbert_dir, train, val, "--lexical-weight", "0")

@@ -5,6 +5,7 @@ import logging
 
 import numpy as np
 import pytest
+import scipy.sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
@@ -23,22 +24,51 @@ def _corpus(n=60):
 
 
 def _sklearn_proba(texts, y, settings, queries):
-    vectorizer = TfidfVectorizer(ngram_range=(1, settings.ngram_max), min_df=settings.min_df,
-                                 sublinear_tf=settings.sublinear_tf)
+    vectorizers = [TfidfVectorizer(ngram_range=(1, settings.ngram_max), min_df=settings.min_df,
+                                   sublinear_tf=settings.sublinear_tf)]
+    if settings.char_ngram_max:
+        vectorizers.append(TfidfVectorizer(analyzer="char_wb", min_df=settings.min_df, sublinear_tf=settings.sublinear_tf,
+                                           ngram_range=(settings.char_ngram_min, settings.char_ngram_max)))
     model = LogisticRegression(C=settings.c, class_weight="balanced", max_iter=settings.max_iter)
-    model.fit(vectorizer.fit_transform(texts), y)
-    return model.predict_proba(vectorizer.transform(queries))
+    model.fit(scipy.sparse.hstack([v.fit_transform(texts) for v in vectorizers]), y)
+    return model.predict_proba(scipy.sparse.hstack([v.transform(queries) for v in vectorizers]))
 
 
-def test_probabilities_match_scikit_learn_multiclass_and_binary():
+@pytest.mark.parametrize("settings", [LexicalSettings(), LexicalSettings(char_ngram_max=0)],
+                         ids=["word+char", "word-only"])
+def test_probabilities_match_scikit_learn_multiclass_and_binary(settings):
     texts, labels, specs = _corpus()
-    heads = LexicalHeads.fit(texts, labels, specs)
+    heads = LexicalHeads.fit(texts, labels, specs, settings)
+    assert list(heads.vocabularies) == (["word", "char_wb"] if settings.char_ngram_max else ["word"])
     queries = ["printer paper jam again", "card charge refund urgent", "nothing known here"]
     ours = heads.predict_proba(queries)
     for t, spec in enumerate(specs):
         expected = _sklearn_proba(texts, labels[:, t], heads.settings, queries)
         np.testing.assert_allclose(ours[spec.name], expected, atol=1e-5)
     assert ours["topic"][0].argmax() == 0 and ours["topic"][1].argmax() == 1
+
+
+def test_char_ngrams_match_unseen_word_forms():
+    # "printers" and "refunded" never occur in training: whole-word n-grams miss them, char n-grams do not.
+    texts, labels, specs = _corpus()
+    word_only = LexicalHeads.fit(texts, labels, specs, LexicalSettings(char_ngram_max=0))
+    with_chars = LexicalHeads.fit(texts, labels, specs)
+    queries = ["printers", "refunded"]
+    np.testing.assert_allclose(word_only.predict_proba(queries)["topic"][0], word_only.predict_proba(["zzz"])["topic"][0])
+    assert list(with_chars.predict_proba(queries)["topic"].argmax(axis=1)) == [0, 1]
+
+
+def test_files_saved_before_char_ngrams_load_as_word_only(tmp_path):
+    texts, labels, specs = _corpus()
+    heads = LexicalHeads.fit(texts, labels, specs, LexicalSettings(char_ngram_max=0))
+    heads.save(tmp_path)
+    meta = json.loads((tmp_path / CONFIG_NAME).read_text())
+    for key in ("char_ngram_min", "char_ngram_max"):  # the first format had no such settings
+        del meta["settings"][key]
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(meta))
+    loaded = LexicalHeads.load(tmp_path)
+    assert loaded.settings.char_ngram_max == 0 and list(loaded.vocabularies) == ["word"]
+    np.testing.assert_allclose(loaded.predict_proba(texts[:5])["topic"], heads.predict_proba(texts[:5])["topic"])
 
 
 def test_save_load_round_trip_without_pickle(tmp_path):
@@ -86,7 +116,7 @@ def test_partial_labels_single_class_task_and_absent_class(caplog):
 def test_empty_vocabulary_is_a_clear_error():
     specs = [TaskSpec("topic", "topic", ["a", "b"])]
     with pytest.raises(InputError, match="no n-gram of the training texts is usable"):
-        LexicalHeads.fit(["alpha", "beta"], np.array([[0], [1]]), specs)  # min_df=2: no term survives
+        LexicalHeads.fit(["xyz", "qvw"], np.array([[0], [1]]), specs)  # min_df=2: no word or char n-gram survives
 
 
 def test_fuse():

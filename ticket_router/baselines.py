@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .config import TrainConfig
 from .tasks import parse_task_mapping
-from .training import train_router
+from .training import train_or_reuse
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +30,12 @@ def baseline_config(config: TrainConfig, task: str, column: str) -> TrainConfig:
     )
 
 
-def train_baselines(config: TrainConfig) -> dict[str, dict]:
+def train_baselines(config: TrainConfig, reuse: bool = False) -> dict[str, dict]:
+    """One single-task router per task under `config.output`; `reuse` keeps finished ones (`train_or_reuse`)."""
     config.validate()
     summaries = {}
     for task, column in parse_task_mapping(config.tasks).items():
         logger.info("Training the single-task baseline for %r (column %r)", task, column)
-        summaries[task] = train_router(baseline_config(config, task, column))
+        summaries[task] = train_or_reuse(baseline_config(config, task, column), reuse)
     (Path(config.output) / "baselines.json").write_text(json.dumps(summaries, indent=2, sort_keys=True) + "\n")
     return summaries

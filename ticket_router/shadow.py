@@ -144,7 +144,8 @@ def _score(gold: np.ndarray, pred: _Predictions) -> dict[str, float]:
     }
 
 
-def _verdict(ci: tuple[float, float] | None) -> str:
+def verdict(ci: tuple[float, float] | None) -> str:
+    """better / worse when the 95% CI of (a - b) excludes 0, else same within noise; no gold labels without a CI."""
     if ci is None:
         return VERDICT_NO_GOLD
     if ci[0] > 0:
@@ -258,7 +259,7 @@ def _compare_task(
             unseen_gold_labels={str(k): int(v) for k, v in zip(unseen, counts)},
             plots=_write_plots(task, y, m, s, report_dir),
         )
-    entry["verdict"] = _verdict(ci)
+    entry["verdict"] = verdict(ci)
     return entry
 
 

@@ -22,10 +22,13 @@ from .backbone import load_backbone
 from .config import TrainConfig
 from .data import build_task_specs, encode_labels, join_text_columns, label_counts, read_table, tokenize_dataset
 from .errors import InputError
+from .lexical import CONFIG_NAME as LEXICAL_CONFIG
+from .lexical import WEIGHTS_NAME as LEXICAL_WEIGHTS
 from .lexical import LexicalHeads, LexicalSettings, fuse, softmax
 from .losses import inverse_frequency_weights
 from .metrics import compute_metrics_fn, multitask_metrics
 from .modeling import MultiTaskRouterModel
+from .router import Router
 from .tasks import TaskSpec, parse_task_mapping
 from .trainer import MultiTaskTrainer
 from .training_args import RouterTrainingArguments
@@ -145,6 +148,58 @@ def train_router(config: TrainConfig) -> dict:
     train_seconds = time.perf_counter() - started
     eval_texts = None if eval_order is None else [data.eval_texts[i] for i in eval_order]
     return _save_outputs(trainer, config, eval_dataset, eval_texts, data, train_output.metrics, train_seconds)
+
+
+def trained_with(config: TrainConfig) -> bool:
+    """Whether `config.output` holds a finished, scored training with this very config (its output aside)."""
+    output = Path(config.output)
+    files = [output / name for name in ("training_config.json", "model.safetensors", "metrics.json")]
+    if not all(f.is_file() for f in files):
+        return False
+    return _comparable(json.loads(files[0].read_text())) == _comparable(json.loads(config.to_json()))
+
+
+def _comparable(values: dict) -> dict:
+    """A saved config without its output, data paths resolved (a relative and an absolute path to one file agree)."""
+    values = {key: value for key, value in values.items() if key != "output"}
+    for key in ("train", "validation"):
+        if values.get(key):
+            values[key] = str(Path(values[key]).resolve())
+    return values
+
+
+def refit_lexical_heads(config: TrainConfig) -> dict:
+    """Refit the lexical heads of the router saved in `config.output` and score it again; the encoder is untouched.
+
+    Changing how the n-gram heads are built then costs seconds instead of a fine-tune. The returned summary (also
+    written to metrics.json) keeps the original training's time, steps and task weights.
+    """
+    output = Path(config.output)
+    data = prepare_data(config)
+    lexical = fit_lexical_heads(config, data)
+    for name in (LEXICAL_CONFIG, LEXICAL_WEIGHTS):
+        (output / name).unlink(missing_ok=True)
+    if lexical is not None:
+        lexical.save(output)
+    summary = json.loads((output / "metrics.json").read_text())
+    for key in ("tasks", "mean_macro_f1", "encoder_only", "lexical_only"):
+        summary.pop(key, None)
+    if data.eval_texts is not None:
+        encoder = Router.from_pretrained(output).encoder_proba(data.eval_texts, batch_size=config.eval_batch_size)
+        # evaluation_metrics takes logits; log-probabilities are logits whose softmax is the probabilities again.
+        logits = [np.log(np.maximum(encoder[s.name], np.finfo(np.float32).tiny)) for s in data.specs]
+        summary.update(evaluation_metrics(data.eval_labels, logits, data.specs, lexical, data.eval_texts))
+    (output / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    logger.info("Refit the lexical heads of %s", output)
+    return summary
+
+
+def train_or_reuse(config: TrainConfig, reuse: bool = False) -> dict:
+    """`train_router`, or with `reuse` and a finished training of the same config in place, its lexical refit."""
+    if reuse and trained_with(config):
+        logger.info("%s already holds a training with this config: reusing it", config.output)
+        return {**refit_lexical_heads(config), "reused": True}
+    return train_router(config)
 
 
 def fit_lexical_heads(config: TrainConfig, data: PreparedData) -> LexicalHeads | None:
