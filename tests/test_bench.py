@@ -186,3 +186,17 @@ def test_reuse_keeps_finished_trainings_and_refits_only_the_lexical_heads(bench_
                 assert abs(run_after["encoder_only"]["tasks"][task]["accuracy"] - scores["accuracy"]) <= 2 / scores["n"]
             assert run_after["train_runtime_s"] == run_before["train_runtime_s"]
     assert "(2/2 seed(s) reused from an earlier run)" in (tmp / "BENCHMARKS.md").read_text()
+
+
+def test_lexical_cv_scores_each_variant_on_the_training_rows_alone(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("lexical_cv", REPO / "bench" / "lexical_cv.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    write_csv(tmp_path / "train.csv", _ticket_rows("train", 80))
+    (tmp_path / "config.yaml").write_text(
+        f"train: {tmp_path / 'train.csv'}\nvalidation: {tmp_path / 'missing.csv'}\ntext_columns: [subject, body]\n"
+        "tasks: {category: type, urgency: priority}\nclass_weights: true\n")
+    assert module.main(["--config", str(tmp_path / "config.yaml"), "--folds", "2"]) == 0  # never reads validation
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| word")]
+    assert len(table) == len(module.VARIANTS)
+    assert all(0 <= float(cell) <= 1 for line in table for cell in line.strip("| ").split(" | ")[1:])
