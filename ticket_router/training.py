@@ -186,9 +186,8 @@ def refit_lexical_heads(config: TrainConfig) -> dict:
         summary.pop(key, None)
     if data.eval_texts is not None:
         encoder = Router.from_pretrained(output).encoder_proba(data.eval_texts, batch_size=config.eval_batch_size)
-        # evaluation_metrics takes logits; log-probabilities are logits whose softmax is the probabilities again.
-        logits = [np.log(np.maximum(encoder[s.name], np.finfo(np.float32).tiny)) for s in data.specs]
-        summary.update(evaluation_metrics(data.eval_labels, logits, data.specs, lexical, data.eval_texts))
+        summary.update(evaluation_metrics(data.eval_labels, [encoder[s.name] for s in data.specs], data.specs,
+                                          lexical, data.eval_texts))
     (output / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     logger.info("Refit the lexical heads of %s", output)
     return summary
@@ -216,17 +215,17 @@ def fit_lexical_heads(config: TrainConfig, data: PreparedData) -> LexicalHeads |
     return lexical
 
 
-def evaluation_metrics(labels: np.ndarray, logits, specs: list[TaskSpec], lexical: LexicalHeads | None,
-                       texts: list[str] | None) -> dict:
-    """Scores of the model as `Router` uses it; with lexical heads, also each part's alone."""
+def evaluation_metrics(labels: np.ndarray, encoder: list[np.ndarray], specs: list[TaskSpec],
+                       lexical: LexicalHeads | None, texts: list[str] | None) -> dict:
+    """Scores of the model as `Router` uses it, from the encoder heads' probabilities per task; with lexical
+    heads, also each part's alone."""
     names = [s.name for s in specs]
     if lexical is None:
-        return multitask_metrics(labels, logits, names)
-    encoder = [softmax(np.asarray(task_logits, dtype=np.float32)) for task_logits in logits]
+        return multitask_metrics(labels, encoder, names)
     lexical_proba = lexical.predict_proba(texts)
     fused = [fuse(p, lexical_proba.get(name), lexical.settings.weight) for p, name in zip(encoder, names)]
     result = multitask_metrics(labels, fused, names)
-    result["encoder_only"] = multitask_metrics(labels, logits, names)
+    result["encoder_only"] = multitask_metrics(labels, encoder, names)
     covered = [t for t, name in enumerate(names) if name in lexical_proba]
     result["lexical_only"] = multitask_metrics(labels[:, covered], [lexical_proba[names[t]] for t in covered],
                                                [names[t] for t in covered])
@@ -253,7 +252,8 @@ def _save_outputs(trainer, config, eval_dataset, eval_texts, data, train_metrics
         prediction = trainer.predict(eval_dataset)
         logits = prediction.predictions if isinstance(prediction.predictions, tuple) else (prediction.predictions,)
         # label_ids, not data.eval_labels: the evaluation set was reordered by length.
-        summary.update(evaluation_metrics(prediction.label_ids, logits, data.specs, lexical, eval_texts))
+        encoder = [softmax(np.asarray(task_logits, dtype=np.float32)) for task_logits in logits]
+        summary.update(evaluation_metrics(prediction.label_ids, encoder, data.specs, lexical, eval_texts))
         summary["best_checkpoint"] = trainer.state.best_model_checkpoint
     (output / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if not config.keep_checkpoints:
