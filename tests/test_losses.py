@@ -73,3 +73,13 @@ def test_uncertainty_weights_move_towards_lower_weight_for_the_larger_loss():
     assert weights[0] / weights[1] > 20
     # the optimum is s_t = log(2 L_t)
     assert log_vars[1].item() == pytest.approx(math.log(10.0), abs=0.05)
+
+
+def test_masked_losses_never_read_values_back_to_the_host():
+    # Meta tensors have shapes but no values: `bool(mask.any())`, `.item()` or a boolean index (whose output shape
+    # depends on the values) raise on them. On a GPU each such read stalls the step, so none may be in the loss.
+    logits = [torch.randn(4, 3, device="meta", requires_grad=True), torch.randn(4, 2, device="meta")]
+    labels = torch.empty(4, 2, dtype=torch.long, device="meta")
+    losses, present = masked_task_losses(logits, labels, [torch.ones(3), None])
+    combined = combine_task_losses(losses, present, LossWeighting.UNCERTAINTY, torch.zeros(2, device="meta"))
+    assert losses.shape == (2,) and present.dtype == torch.bool and combined.shape == ()

@@ -34,21 +34,26 @@ def masked_task_losses(
     labels: torch.Tensor,
     class_weights: Sequence[torch.Tensor | None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (losses [T], present [T] bool): mean cross-entropy of each task over its labeled rows."""
+    """Return (losses [T], present [T] bool): mean cross-entropy of each task over its labeled rows.
+
+    Every row is scored and the unlabeled ones get weight 0, instead of selecting the labeled rows: a boolean
+    index or `bool(mask.any())` has to read the mask back to the host, and on a GPU each such read stalls the
+    step until the device has caught up. The weighted mean is torch's own (sum of w[y] * nll over sum of w[y]).
+    """
     losses, present = [], []
     for t, task_logits in enumerate(logits):
         task_labels = labels[:, t]
         mask = task_labels >= 0
-        if not bool(mask.any()):
-            losses.append(task_logits.sum() * 0.0)
-            present.append(False)
-            continue
+        safe_labels = torch.where(mask, task_labels, torch.zeros_like(task_labels))
+        nll = F.cross_entropy(task_logits.float(), safe_labels, reduction="none")
+        row_weights = mask.float()
         weight = None if class_weights is None else class_weights[t]
         if weight is not None:
-            weight = weight.to(device=task_logits.device, dtype=torch.float32)
-        losses.append(F.cross_entropy(task_logits[mask].float(), task_labels[mask], weight=weight))
-        present.append(True)
-    return torch.stack(losses), torch.tensor(present, device=labels.device)
+            row_weights = row_weights * weight.to(device=task_logits.device, dtype=torch.float32)[safe_labels]
+        # No labeled row: 0 / 1 = an exact zero that stays attached to the graph (every head gets a zero gradient).
+        losses.append((nll * row_weights).sum() / row_weights.sum().clamp_min(1e-12))
+        present.append(mask.any())
+    return torch.stack(losses), torch.stack(present)
 
 
 def combine_task_losses(

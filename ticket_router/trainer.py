@@ -67,8 +67,12 @@ class MultiTaskTrainer(Trainer):
             losses, present, self.current_weighting(), self._log_vars(model), self.fixed_weights
         )
         if model.training:
-            self._loss_sums += losses.detach().float().cpu() * present.cpu()
-            self._loss_counts += present.cpu().float()
+            # Summed on the device and read back only when logging: a .cpu() here would stall every GPU step.
+            if self._loss_sums.device != losses.device:
+                self._loss_sums = self._loss_sums.to(losses.device)
+                self._loss_counts = self._loss_counts.to(losses.device)
+            self._loss_sums += losses.detach().float() * present
+            self._loss_counts += present.float()
         return (loss, outputs) if return_outputs else loss
 
     def get_train_dataloader(self) -> DataLoader:
@@ -130,10 +134,11 @@ class MultiTaskTrainer(Trainer):
         return dict(zip(self.task_names, weights))
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs and self._loss_counts.sum() > 0:
+        sums, counts = self._loss_sums.cpu(), self._loss_counts.cpu()  # one read-back per logging step
+        if "loss" in logs and counts.sum() > 0:
             for t, name in enumerate(self.task_names):
-                if self._loss_counts[t] > 0:
-                    logs[f"loss_{name}"] = round(float(self._loss_sums[t] / self._loss_counts[t]), 4)
+                if counts[t] > 0:
+                    logs[f"loss_{name}"] = round(float(sums[t] / counts[t]), 4)
             for name, weight in self.task_weights_now().items():
                 logs[f"weight_{name}"] = round(weight, 4)
             self._loss_sums.zero_()
