@@ -59,8 +59,19 @@ class MultiTaskTrainer(Trainer):
     def _log_vars(self, model: torch.nn.Module) -> torch.Tensor:
         return self.accelerator.unwrap_model(model).log_vars
 
+    def _move_loss_state(self, device: torch.device) -> None:
+        """Keep the loss's own tensors where the batch is, moved once rather than copied on every step."""
+        if self._loss_sums.device == device:
+            return
+        if self.class_weights is not None:
+            self.class_weights = [None if w is None else w.to(device) for w in self.class_weights]
+        self.fixed_weights = self.fixed_weights.to(device)
+        self._loss_sums = self._loss_sums.to(device)
+        self._loss_counts = self._loss_counts.to(device)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
+        self._move_loss_state(labels.device)
         outputs = model(**inputs)
         losses, present = masked_task_losses(outputs.logits, labels, self.class_weights)
         loss = combine_task_losses(
@@ -68,9 +79,6 @@ class MultiTaskTrainer(Trainer):
         )
         if model.training:
             # Summed on the device and read back only when logging: a .cpu() here would stall every GPU step.
-            if self._loss_sums.device != losses.device:
-                self._loss_sums = self._loss_sums.to(losses.device)
-                self._loss_counts = self._loss_counts.to(losses.device)
             self._loss_sums += losses.detach().float() * present
             self._loss_counts += present.float()
         return (loss, outputs) if return_outputs else loss
@@ -134,13 +142,14 @@ class MultiTaskTrainer(Trainer):
         return dict(zip(self.task_names, weights))
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        sums, counts = self._loss_sums.cpu(), self._loss_counts.cpu()  # one read-back per logging step
-        if "loss" in logs and counts.sum() > 0:
-            for t, name in enumerate(self.task_names):
-                if counts[t] > 0:
-                    logs[f"loss_{name}"] = round(float(sums[t] / counts[t]), 4)
-            for name, weight in self.task_weights_now().items():
-                logs[f"weight_{name}"] = round(weight, 4)
-            self._loss_sums.zero_()
-            self._loss_counts.zero_()
+        if "loss" in logs:
+            sums, counts = self._loss_sums.cpu(), self._loss_counts.cpu()  # one read-back per training log
+            if counts.sum() > 0:
+                for t, name in enumerate(self.task_names):
+                    if counts[t] > 0:
+                        logs[f"loss_{name}"] = round(float(sums[t] / counts[t]), 4)
+                for name, weight in self.task_weights_now().items():
+                    logs[f"weight_{name}"] = round(weight, 4)
+                self._loss_sums.zero_()
+                self._loss_counts.zero_()
         super().log(logs, start_time)
