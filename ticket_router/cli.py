@@ -100,7 +100,7 @@ def _read_tickets(path: str, router, text_columns: list[str] | None) -> tuple[li
     from .data import join_text_columns, read_table
 
     table = read_table(path)
-    texts = join_text_columns(table, text_columns or router.text_columns, path)
+    texts = join_text_columns(table, text_columns or router.text_columns, path, warn_blank=False)
     ids = table["id"] if "id" in table.column_names else None
     return texts, ids
 

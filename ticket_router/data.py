@@ -69,15 +69,19 @@ def _cell_text(value: Any) -> str:
     return str(value).strip()
 
 
-def join_text_columns(table: datasets.Dataset, text_columns: Sequence[str], source: str) -> list[str]:
-    """Join the text columns of every row (e.g. subject + body) with a newline, skipping blank parts."""
+def join_text_columns(table: datasets.Dataset, text_columns: Sequence[str], source: str,
+                      warn_blank: bool = True) -> list[str]:
+    """Join the text columns of every row (e.g. subject + body) with a newline, skipping blank parts.
+
+    Rows with no text are kept (and, with `warn_blank`, counted in one warning); `Router.route` warns itself.
+    """
     if not text_columns:
         raise InputError(f"{source}: no text column given (e.g. --text-columns subject,body)")
     check_columns(table.column_names, list(text_columns), source, "text")
     columns = [table[name] for name in text_columns]
     texts = [TEXT_SEPARATOR.join(p for p in map(_cell_text, parts) if p) for parts in zip(*columns)]
     empty = [i for i, text in enumerate(texts) if not text]
-    if empty:
+    if empty and warn_blank:
         logger.warning(
             "%s: %d row(s) have no text in %s (first: row %d); they are kept as empty tickets",
             source, len(empty), ", ".join(text_columns), empty[0] + 1,

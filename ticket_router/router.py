@@ -1,58 +1,148 @@
-"""`Router`: load one saved model directory and route tickets with one forward pass for every head.
+"""`Router`: THE trained model. Save it, load it and route tickets through it; nothing else is persisted.
 
-Batches are formed from tickets sorted by length, so padding stays small, and results come back in input order.
-A directory trained with `lexical_weight > 0` also holds lexical heads (`lexical.py`); their probabilities are
-fused with the encoder heads' in `predict_proba`, and `lexical_weight = 0` on the Router switches them off.
+A model directory (`Router.save_pretrained`, which training calls) holds:
+
+- `config.json` + `model.safetensors`: the `MultiTaskRouterModel` (encoder, one head per task, the task specs);
+- the tokenizer files;
+- `router.json`: `RouterSettings`, the Router's own settings (the fusion weight);
+- each component's files (`COMPONENTS`): the lexical heads' `lexical.json` + `lexical.safetensors`;
+- from training: `training_config.json`, `log_history.json`, `metrics.json`.
+
+`MultiTaskRouterModel.from_pretrained` alone loads the encoder heads only and routes differently: load
+`Router.from_pretrained`. Fused probabilities are computed in one place, `predict_proba`; training scores,
+`evaluate`, `predict` and `shadow` all go through it. Batches are formed from tickets sorted by length, so padding
+stays small, and results come back in input order.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Protocol
 
 import datasets
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
+from .atomic import atomic_directory
 from .data import encode_labels, join_text_columns
-from .errors import InputError
+from .errors import InputError, first_line
 from .lexical import LexicalHeads, check_weight, fuse
 from .metrics import multitask_metrics
 from .modeling import MultiTaskRouterModel, RouterConfig
+from .model_dir import SETTINGS_NAME, check_complete, check_replaceable
 from .tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
 
+class Component(Protocol):
+    """An optional part saved beside the encoder: `load` returns None when the directory holds none."""
+
+    def save(self, directory: Path) -> None: ...
+
+    @classmethod
+    def load(cls, directory: Path) -> "Component | None": ...
+
+
+# Attribute name on Router -> its class. A new part (calibration, routing policy) is one line here and one
+# keyword of `Router.__init__`.
+COMPONENTS: dict[str, type[Component]] = {
+    "lexical": LexicalHeads,
+}
+
+
+@dataclass
+class RouterSettings:
+    """What the Router itself decides, saved as router.json."""
+
+    lexical_weight: float = 0.0  # share of the lexical heads in the fused probabilities
+
+    def save(self, directory: Path) -> None:
+        (directory / SETTINGS_NAME).write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path, lexical: LexicalHeads | None) -> "RouterSettings":
+        path = directory / SETTINGS_NAME
+        if not path.is_file():  # saved before router.json existed: the weight sat in the lexical settings
+            return cls(lexical_weight=lexical.settings.weight if lexical is not None else 0.0)
+        try:
+            values = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise InputError(f"{path}: not valid JSON ({error})") from None
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            logger.warning("%s: ignoring unknown settings %s (saved by a newer ticket_router?)", path, unknown)
+        return cls(**{k: v for k, v in values.items() if k in known})
+
 
 class Router:
     def __init__(self, model: MultiTaskRouterModel, tokenizer, device: str | torch.device | None = None,
-                 lexical: LexicalHeads | None = None):
+                 settings: RouterSettings | None = None, lexical: LexicalHeads | None = None):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.specs: list[TaskSpec] = model.config.task_specs()
         self.lexical = lexical
-        self._lexical_weight = lexical.settings.weight if lexical is not None else 0.0
+        if settings is None:
+            settings = RouterSettings(lexical_weight=lexical.settings.weight if lexical is not None else 0.0)
+        self.settings = settings
+        self.lexical_weight = settings.lexical_weight  # checked by the setter
+
+    # ------------------------------------------------------------------ persistence
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None) -> "Router":
         path = Path(path)
-        if not (path / "config.json").is_file():
-            raise InputError(f"{path}: not a ticket_router model directory (no config.json)")
-        config = RouterConfig.from_pretrained(path)
-        if getattr(config, "model_type", None) != RouterConfig.model_type or not config.tasks:
-            raise InputError(f"{path}: config.json is not a ticket_router model (train one with `ticket-router train`)")
-        model = MultiTaskRouterModel.from_pretrained(path, config=config)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        return cls(model, tokenizer, device, lexical=LexicalHeads.load(path))
+        check_complete(path)
+        try:
+            config = RouterConfig.from_pretrained(path)
+            if getattr(config, "model_type", None) != RouterConfig.model_type or not config.tasks:
+                raise InputError(f"{path}: config.json is not a ticket_router model (train one with `ticket-router train`)")
+            model = MultiTaskRouterModel.from_pretrained(path, config=config)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError, SafetensorError) as error:  # a damaged weights, tokenizer or JSON file
+            if isinstance(error, InputError):
+                raise
+            raise InputError(f"{path}: damaged model directory: {first_line(error)}") from error
+        components = {name: kind.load(path) for name, kind in COMPONENTS.items()}
+        settings = RouterSettings.load(path, components["lexical"])
+        return cls(model, tokenizer, device, settings=settings, **components)
+
+    def save_pretrained(self, directory: str | Path, extra_files: Mapping[str, str] | None = None,
+                        keep: Sequence[str] = ()) -> Path:
+        """Write the model directory atomically: into a folder beside it, then moved into place.
+
+        A save that is killed leaves the previous directory whole. `extra_files` (name -> text) are written with
+        it; `keep` names entries of the previous directory carried over (e.g. "checkpoints").
+        """
+        directory = Path(directory)
+        check_replaceable(directory)
+        with atomic_directory(directory, keep=keep) as staging:
+            self.model.save_pretrained(staging)
+            self.tokenizer.save_pretrained(staging)
+            self.settings.save(staging)
+            for name in COMPONENTS:
+                part = getattr(self, name)
+                if part is not None:
+                    part.save(staging)
+            for name, text in (extra_files or {}).items():
+                (staging / name).write_text(text, encoding="utf-8")
+        logger.info("Saved the router to %s", directory)
+        return directory
+
+    # ------------------------------------------------------------------ settings and facts
 
     @property
     def lexical_weight(self) -> float:
         """The share of the lexical heads in the fused probabilities: as trained, or 0 for the encoder heads alone."""
-        return self._lexical_weight
+        return self.settings.lexical_weight
 
     @lexical_weight.setter
     def lexical_weight(self, weight: float) -> None:
@@ -60,7 +150,12 @@ class Router:
         if weight > 0 and self.lexical is None:
             raise InputError(f"lexical_weight={weight!r}: this model has no lexical heads "
                              "(train it with lexical_weight > 0)")
-        self._lexical_weight = weight
+        self.settings.lexical_weight = weight
+
+    def set_lexical(self, lexical: LexicalHeads | None, weight: float) -> None:
+        """Replace the lexical heads (e.g. refitted) and their share; `weight` is ignored without heads."""
+        self.lexical = lexical
+        self.lexical_weight = weight if lexical is not None else 0.0
 
     @property
     def task_names(self) -> list[str]:
@@ -83,15 +178,20 @@ class Router:
         return int(self.model.config.max_length)
 
     def texts_from_table(self, table: datasets.Dataset, source: str) -> list[str]:
-        return join_text_columns(table, self.text_columns, source)
+        return join_text_columns(table, self.text_columns, source, warn_blank=False)  # `route` warns once
 
-    def predict_proba(
-        self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False
-    ) -> dict[str, np.ndarray]:
-        """Per task, an (n_texts, n_labels) array of class probabilities (encoder and lexical heads fused)."""
-        encoder = self.encoder_proba(texts, batch_size, show_progress)
+    # ------------------------------------------------------------------ routing
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False,
+                      encoder_proba: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Per task, an (n_texts, n_labels) array of the routed class probabilities: THE place they are made.
+
+        Encoder and lexical heads fused by `lexical_weight`. `encoder_proba` passes the encoder heads' output when
+        the caller already has it (training scores each part too).
+        """
+        encoder = encoder_proba if encoder_proba is not None else self.encoder_proba(texts, batch_size, show_progress)
         if self.lexical is None or self.lexical_weight <= 0:
-            return encoder
+            return dict(encoder)
         lexical = self.lexical.predict_proba(texts)
         return {name: fuse(proba, lexical.get(name), self.lexical_weight) for name, proba in encoder.items()}
 
@@ -108,28 +208,21 @@ class Router:
             rows = order[start:start + batch_size]
             encoded = self.tokenizer([texts[i] for i in rows], padding=True, truncation=True,
                                      max_length=self.max_length, return_tensors="pt")
-            inputs = {k: v.to(self.device) for k, v in encoded.items() if k in names}
-            logits = self.model(**inputs).logits
+            logits = self._encoder_logits({k: v for k, v in encoded.items() if k in names})
             for spec, task_logits in zip(self.specs, logits):
                 outputs[spec.name][rows] = torch.softmax(task_logits.float(), dim=-1).cpu().numpy()
         return outputs
 
+    def _encoder_logits(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """One tokenized batch through the encoder and heads: one (batch, n_labels) logit tensor per task."""
+        return self.model(**{k: v.to(self.device) for k, v in inputs.items()}).logits
+
     def route(self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False) -> list[dict]:
         """One record per ticket: {task: {"label", "confidence", "scores": {label: probability}}}."""
+        _warn_blank(texts)
         probabilities = self.predict_proba(texts, batch_size, show_progress)
-        records = []
-        for i in range(len(texts)):
-            record = {}
-            for spec in self.specs:
-                scores = probabilities[spec.name][i]
-                best = int(scores.argmax())
-                record[spec.name] = {
-                    "label": spec.output_label(spec.labels[best]),
-                    "confidence": round(float(scores[best]), 6),
-                    "scores": {label: round(float(p), 6) for label, p in zip(spec.labels, scores)},
-                }
-            records.append(record)
-        return records
+        return [{spec.name: _decision(spec, probabilities[spec.name][i]) for spec in self.specs}
+                for i in range(len(texts))]
 
     def evaluate(self, table: datasets.Dataset, source: str, strict: bool = False, batch_size: int = 32) -> dict:
         """{"tasks": {name: {accuracy, macro_f1, n}}, "mean_macro_f1"}; tasks whose column is absent are skipped."""
@@ -141,5 +234,22 @@ class Router:
             columns = ", ".join(repr(s.column) for s in self.specs)
             raise InputError(f"{source}: none of the label columns {columns} is present; nothing to evaluate")
         gold = encode_labels(table, present, source, strict=strict)
-        probabilities = self.predict_proba(self.texts_from_table(table, source), batch_size, show_progress=True)
+        texts = join_text_columns(table, self.text_columns, source)
+        probabilities = self.predict_proba(texts, batch_size, show_progress=True)
         return multitask_metrics(gold, [probabilities[s.name] for s in present], [s.name for s in present])
+
+
+def _decision(spec: TaskSpec, scores: np.ndarray) -> dict:
+    best = int(scores.argmax())
+    return {
+        "label": spec.output_label(spec.labels[best]),
+        "confidence": round(float(scores[best]), 6),
+        "scores": {label: round(float(p), 6) for label, p in zip(spec.labels, scores)},
+    }
+
+
+def _warn_blank(texts: Sequence[str]) -> None:
+    blank = [i for i, text in enumerate(texts) if not text.strip()]
+    if blank:
+        logger.warning("%d of %d ticket(s) are blank (first: ticket %d); they are routed on the heads' biases "
+                       "alone, so their labels mean little", len(blank), len(texts), blank[0] + 1)

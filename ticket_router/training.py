@@ -1,16 +1,15 @@
-"""The `train` job: read data, build task specs, fine-tune with `MultiTaskTrainer`, save one model directory.
+"""The `train` job: read data, build task specs, fine-tune with `MultiTaskTrainer`, save one `Router`.
 
-The model directory (`config.output`) holds model.safetensors + config.json (encoder config, task specs, label
-maps), the tokenizer, `training_config.json`, `log_history.json`, with `lexical_weight > 0` the lexical heads
-(`lexical.json`, `lexical.safetensors`) and, with a validation file, `metrics.json`: the scores of the saved model
-as `Router` uses it, plus, when lexical heads are fused, those of the encoder heads and the lexical heads alone.
+The trained encoder and heads, the lexical heads (with `lexical_weight > 0`) and the fusion weight become one
+`Router`, which scores the validation file and is saved by `Router.save_pretrained` (atomically) with
+`training_config.json`, `log_history.json` and `metrics.json`: the scores of the saved model as `Router` routes,
+plus, when lexical heads are fused, those of the encoder heads and the lexical heads alone.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +21,10 @@ from .backbone import load_backbone
 from .config import TrainConfig
 from .data import build_task_specs, encode_labels, join_text_columns, label_counts, read_table, tokenize_dataset
 from .errors import InputError
-from .lexical import CONFIG_NAME as LEXICAL_CONFIG
-from .lexical import WEIGHTS_NAME as LEXICAL_WEIGHTS
-from .lexical import LexicalHeads, LexicalSettings, fuse, softmax
+from .lexical import LexicalHeads, LexicalSettings
 from .losses import inverse_frequency_weights
 from .metrics import compute_metrics_fn, multitask_metrics
+from .model_dir import check_replaceable
 from .modeling import MultiTaskRouterModel
 from .router import Router
 from .tasks import TaskSpec, parse_task_mapping
@@ -114,6 +112,7 @@ def training_arguments(config: TrainConfig, has_eval: bool) -> RouterTrainingArg
 def train_router(config: TrainConfig) -> dict:
     """Train, save and (with validation data) evaluate a router; returns the summary written to metrics.json."""
     config.validate()
+    check_replaceable(Path(config.output))  # before the fine-tune, not after it
     set_seed(config.seed)
     data = prepare_data(config)
     try:
@@ -126,7 +125,7 @@ def train_router(config: TrainConfig) -> dict:
         classifier_dropout=config.dropout, max_length=config.max_length, backbone=config.backbone,
     )
     train_dataset = tokenize_dataset(data.train_texts, data.train_labels, tokenizer, config.max_length)
-    eval_dataset, eval_order = None, None
+    eval_dataset = None
     if data.eval_texts is not None:
         eval_dataset = tokenize_dataset(data.eval_texts, data.eval_labels, tokenizer, config.max_length)
         # Evaluation batches of similar length pad less (about 1.4x faster on ticket text).
@@ -145,9 +144,56 @@ def train_router(config: TrainConfig) -> dict:
     )
     started = time.perf_counter()
     train_output = trainer.train(resume_from_checkpoint=True if config.resume else None)
-    train_seconds = time.perf_counter() - started
-    eval_texts = None if eval_order is None else [data.eval_texts[i] for i in eval_order]
-    return _save_outputs(trainer, config, eval_dataset, eval_texts, data, train_output.metrics, train_seconds)
+    if not trainer.is_world_process_zero():
+        return {}
+    finished = FinishedTraining(config, data, trainer, time.perf_counter() - started, train_output.metrics)
+    return finished.save()
+
+
+@dataclass
+class FinishedTraining:
+    """A fine-tune that has ended: what its saved Router and metrics.json are made of."""
+
+    config: TrainConfig
+    data: PreparedData
+    trainer: MultiTaskTrainer
+    train_seconds: float
+    train_metrics: dict[str, float]
+
+    def router(self) -> Router:
+        """The trained encoder and heads (the best checkpoint's with validation data) and fresh lexical heads."""
+        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        router = Router(model, self.trainer.processing_class, device=self.trainer.args.device)
+        router.set_lexical(fit_lexical_heads(self.config, self.data), self.config.lexical_weight)
+        return router
+
+    def summary(self, router: Router) -> dict:
+        state = self.trainer.state
+        summary: dict = {
+            "train_runtime_s": round(self.train_seconds, 2),
+            "train_samples_per_second": self.train_metrics.get("train_samples_per_second"),
+            "global_steps": state.global_step,
+            "task_weights": self.trainer.task_weights_now(),
+        }
+        if self.data.eval_texts is not None:
+            summary.update(evaluation_metrics(router, self.data.eval_texts, self.data.eval_labels,
+                                              self.data.specs, self.config.eval_batch_size))
+            summary["best_checkpoint"] = state.best_model_checkpoint
+        return summary
+
+    def save(self) -> dict:
+        router = self.router()
+        summary = self.summary(router)
+        files = {"training_config.json": self.config.to_json() + "\n",
+                 "log_history.json": json.dumps(self.trainer.state.log_history, indent=1) + "\n",
+                 "metrics.json": _summary_json(summary)}
+        router.save_pretrained(self.config.output, extra_files=files,
+                               keep=("checkpoints",) if self.config.keep_checkpoints else ())
+        return summary
+
+
+def _summary_json(summary: dict) -> str:
+    return json.dumps(summary, indent=2, sort_keys=True) + "\n"
 
 
 def trained_with(config: TrainConfig) -> bool:
@@ -176,19 +222,16 @@ def refit_lexical_heads(config: TrainConfig) -> dict:
     """
     output = Path(config.output)
     data = prepare_data(config)
-    lexical = fit_lexical_heads(config, data)
-    for name in (LEXICAL_CONFIG, LEXICAL_WEIGHTS):
-        (output / name).unlink(missing_ok=True)
-    if lexical is not None:
-        lexical.save(output)
+    router = Router.from_pretrained(output)
+    router.set_lexical(fit_lexical_heads(config, data), config.lexical_weight)
     summary = json.loads((output / "metrics.json").read_text())
     for key in ("tasks", "mean_macro_f1", "encoder_only", "lexical_only"):
         summary.pop(key, None)
     if data.eval_texts is not None:
-        encoder = Router.from_pretrained(output).encoder_proba(data.eval_texts, batch_size=config.eval_batch_size)
-        summary.update(evaluation_metrics(data.eval_labels, [encoder[s.name] for s in data.specs], data.specs,
-                                          lexical, data.eval_texts))
-    (output / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        summary.update(evaluation_metrics(router, data.eval_texts, data.eval_labels, data.specs,
+                                          config.eval_batch_size))
+    router.save_pretrained(output, extra_files={"metrics.json": _summary_json(summary)},
+                           keep=("checkpoints", "training_config.json", "log_history.json"))
     logger.info("Refit the lexical heads of %s", output)
     return summary
 
@@ -215,48 +258,21 @@ def fit_lexical_heads(config: TrainConfig, data: PreparedData) -> LexicalHeads |
     return lexical
 
 
-def evaluation_metrics(labels: np.ndarray, encoder: list[np.ndarray], specs: list[TaskSpec],
-                       lexical: LexicalHeads | None, texts: list[str] | None) -> dict:
-    """Scores of the model as `Router` uses it, from the encoder heads' probabilities per task; with lexical
-    heads, also each part's alone."""
-    names = [s.name for s in specs]
-    if lexical is None:
-        return multitask_metrics(labels, encoder, names)
-    lexical_proba = lexical.predict_proba(texts)
-    fused = [fuse(p, lexical_proba.get(name), lexical.settings.weight) for p, name in zip(encoder, names)]
-    result = multitask_metrics(labels, fused, names)
-    result["encoder_only"] = multitask_metrics(labels, encoder, names)
-    covered = [t for t, name in enumerate(names) if name in lexical_proba]
-    result["lexical_only"] = multitask_metrics(labels[:, covered], [lexical_proba[names[t]] for t in covered],
+def evaluation_metrics(router: Router, texts: list[str], labels: np.ndarray, specs: list[TaskSpec],
+                       batch_size: int = 64) -> dict:
+    """Scores of `router` as it routes (`Router.predict_proba`); with lexical heads fused, also each part's alone.
+
+    `labels` has one column per spec of `specs`, in their order (a reloaded config may list the tasks in another).
+    """
+    names = [spec.name for spec in specs]
+    encoder = router.encoder_proba(texts, batch_size)
+    fused = router.predict_proba(texts, batch_size, encoder_proba=encoder)
+    result = multitask_metrics(labels, [fused[name] for name in names], names)
+    if router.lexical is None or router.lexical_weight <= 0:
+        return result
+    result["encoder_only"] = multitask_metrics(labels, [encoder[name] for name in names], names)
+    lexical = router.lexical.predict_proba(texts)
+    covered = [t for t, name in enumerate(names) if name in lexical]
+    result["lexical_only"] = multitask_metrics(labels[:, covered], [lexical[names[t]] for t in covered],
                                                [names[t] for t in covered])
     return result
-
-
-def _save_outputs(trainer, config, eval_dataset, eval_texts, data, train_metrics, train_seconds) -> dict:
-    output = Path(config.output)
-    trainer.save_model(str(output))
-    if not trainer.is_world_process_zero():
-        return {}
-    lexical = fit_lexical_heads(config, data)
-    if lexical is not None:
-        lexical.save(output)
-    (output / "training_config.json").write_text(config.to_json() + "\n")
-    (output / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1) + "\n")
-    summary: dict = {
-        "train_runtime_s": round(train_seconds, 2),
-        "train_samples_per_second": train_metrics.get("train_samples_per_second"),
-        "global_steps": trainer.state.global_step,
-        "task_weights": trainer.task_weights_now(),
-    }
-    if eval_dataset is not None:
-        prediction = trainer.predict(eval_dataset)
-        logits = prediction.predictions if isinstance(prediction.predictions, tuple) else (prediction.predictions,)
-        # label_ids, not data.eval_labels: the evaluation set was reordered by length.
-        encoder = [softmax(np.asarray(task_logits, dtype=np.float32)) for task_logits in logits]
-        summary.update(evaluation_metrics(prediction.label_ids, encoder, data.specs, lexical, eval_texts))
-        summary["best_checkpoint"] = trainer.state.best_model_checkpoint
-    (output / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    if not config.keep_checkpoints:
-        shutil.rmtree(output / "checkpoints", ignore_errors=True)
-    logger.info("Saved the router to %s", output)
-    return summary
