@@ -213,9 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _setup_logging(quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    import transformers
-
-    transformers.logging.set_verbosity_warning()
+    # Read by transformers when a command imports it; importing it here would cost every command seconds.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "warning")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

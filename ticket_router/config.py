@@ -14,8 +14,6 @@ from typing import Any
 import yaml
 
 from .errors import InputError, did_you_mean
-from .lexical import check_weight
-from .modeling import Pooling
 from .tasks import parse_task_mapping
 
 
@@ -75,6 +73,9 @@ class TrainConfig:
             raise InputError(f"epochs={self.epochs!r} must be > 0 (or give max_steps)")
         if not 0 <= self.dropout < 1:
             raise InputError(f"dropout={self.dropout!r} must be in [0, 1)")
+        from .lexical import check_weight  # imported here: `ticket-router --help` must not load torch
+        from .modeling import Pooling
+
         check_weight(self.lexical_weight)
         poolings = [p.value for p in Pooling]
         if self.pooling not in poolings:

@@ -23,9 +23,10 @@ from .data import build_task_specs, encode_labels, join_text_columns, label_coun
 from .errors import InputError
 from .lexical import LexicalHeads, LexicalSettings
 from .losses import inverse_frequency_weights
-from .metrics import compute_metrics_fn, multitask_metrics
+from .metrics import multitask_metrics
 from .model_dir import check_replaceable
 from .modeling import MultiTaskRouterModel
+from .multitask_f1 import multitask_compute_metrics
 from .router import Router
 from .tasks import TaskSpec, parse_task_mapping
 from .trainer import MultiTaskTrainer
@@ -139,7 +140,7 @@ def train_router(config: TrainConfig) -> dict:
     trainer = MultiTaskTrainer(
         model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
-        compute_metrics=compute_metrics_fn([s.name for s in data.specs]) if eval_dataset is not None else None,
+        compute_metrics=multitask_compute_metrics([s.name for s in data.specs]) if eval_dataset is not None else None,
         class_weights=class_weights, callbacks=callbacks,
     )
     started = time.perf_counter()
