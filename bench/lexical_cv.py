@@ -4,7 +4,7 @@ Why: the lexical heads' defaults (word 1-2 grams + char_wb 2-5 grams, C=10) shou
 rows, not by scoring variants on the validation set that the benchmark then reports. For each task this prints
 the 5-fold out-of-fold macro-F1 of each variant, built exactly as `LexicalHeads.fit` builds it.
 
-    python bench/lexical_cv.py --config configs/support-tickets.yaml   # ~5 min on 2 cores
+    python -m bench.lexical_cv --config configs/support-tickets.yaml   # from the repository root; ~5 min on 2 cores
 """
 
 from __future__ import annotations
