@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
-from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
 from ticket_router.config import TrainConfig, load_yaml_config
 from ticket_router.errors import InputError
 from ticket_router.lexical import LexicalHeads, LexicalSettings
+from ticket_router.metrics import macro_f1
 from ticket_router.training import prepare_data
 
 VARIANTS = {
@@ -41,7 +41,7 @@ def out_of_fold_f1(texts: list[str], labels: np.ndarray, spec, settings: Lexical
         heads = LexicalHeads.fit([texts[i] for i in rows[fit_idx]], labels[rows[fit_idx], None], [spec], settings)
         proba = heads.predict_proba([texts[i] for i in rows[held_idx]])[spec.name]
         predicted[held_idx] = proba.argmax(axis=1)
-    return float(f1_score(labels[rows], predicted, average="macro"))
+    return macro_f1(labels[rows], predicted)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
