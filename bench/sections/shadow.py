@@ -87,8 +87,8 @@ def versus_tfidf(bench: Bench) -> dict[str, Any]:
         for spec in router.specs:
             rows, gold, tfidf = reference[spec.name]
             routed = [spec.labels[k] for k in proba[spec.name][rows].argmax(axis=1)]
-            ci = stats.paired_bootstrap_diff_ci(gold, routed, tfidf, stats.macro_f1, n_resamples=bench.bootstrap)
-            diff = stats.macro_f1(gold, routed) - stats.macro_f1(gold, tfidf)
+            ci = stats.paired_bootstrap_diff_ci(gold, routed, tfidf, metrics.macro_f1, n_resamples=bench.bootstrap)
+            diff = metrics.macro_f1(gold, routed) - metrics.macro_f1(gold, tfidf)
             tasks[spec.name] = {"macro_f1_diff": diff, "ci95": list(ci), "verdict": verdict(ci)}
         per_seed.append({"seed": seed, "tasks": tasks})
         del router
