@@ -38,10 +38,10 @@ test-slow: install
 	$(BIN)/python -m pytest -q -m slow
 
 bench: install
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench
 
 bench-quick: install
-	$(BIN)/python bench/run.py --quick
+	$(BIN)/python -m bench --quick
 
 data:
 	$(PYTHON) data/generate_harbor.py

@@ -4,7 +4,7 @@ Why: the lexical heads' defaults (word 1-2 grams + char_wb 2-5 grams, C=10) shou
 rows, not by scoring variants on the validation set that the benchmark then reports. For each task this prints
 the 5-fold out-of-fold macro-F1 of each variant, built exactly as `LexicalHeads.fit` builds it.
 
-    python bench/lexical_cv.py --config configs/support-tickets.yaml   # ~5 min on 2 cores
+    python -m bench.lexical_cv --config configs/support-tickets.yaml   # from the repository root; ~5 min on 2 cores
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
-from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
 from ticket_router.config import TrainConfig, load_yaml_config
 from ticket_router.errors import InputError
 from ticket_router.lexical import LexicalHeads, LexicalSettings
+from ticket_router.metrics import macro_f1
 from ticket_router.training import prepare_data
 
 VARIANTS = {
@@ -41,7 +41,7 @@ def out_of_fold_f1(texts: list[str], labels: np.ndarray, spec, settings: Lexical
         heads = LexicalHeads.fit([texts[i] for i in rows[fit_idx]], labels[rows[fit_idx], None], [spec], settings)
         proba = heads.predict_proba([texts[i] for i in rows[held_idx]])[spec.name]
         predicted[held_idx] = proba.argmax(axis=1)
-    return float(f1_score(labels[rows], predicted, average="macro"))
+    return macro_f1(labels[rows], predicted)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,24 +1,25 @@
-"""bench/run.py end to end on a tiny synthetic ticket set with a tiny random DistilBERT (about a minute on 2 cores)."""
+"""`python -m bench` end to end on a tiny synthetic ticket set with a tiny random DistilBERT (about a minute on 2 cores)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import sys
+import types
 
 import pytest
 
+from bench import cli, memory, report
+from bench.settings import PROFILES
 from conftest import REPO, harbor_rows, write_csv
 
 SECTIONS = ("reference", "router", "single", "shadow", "ablations", "speed", "gpu")
 
 
 def _load_bench():
-    spec = importlib.util.spec_from_file_location("bench_run", REPO / "bench" / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    """The bench's entry points, under the names these tests used when the bench was one script."""
+    return types.SimpleNamespace(main=cli.main, MARK_BEGIN=report.MARK_BEGIN, render_markdown=report.render_markdown,
+                                 peak_memory=memory.peak_memory)
 
 
 def _ticket_rows(split: str, n: int) -> list[dict]:
@@ -48,7 +49,7 @@ def bench_run(tmp_path_factory, distilbert_dir):
     common = ["--data-dir", str(data), "--config", str(config), "--backbone", str(distilbert_dir),
               "--out", str(tmp / "out"), "--results", str(tmp / "results.json"),
               "--benchmarks-md", str(tmp / "BENCHMARKS.md"), "--max-steps", "2", "--speed-steps", "8",
-              "--seeds", "2", "--bootstrap", "50"]  # single-task models: the first seed only (the default)
+              "--seeds", "2", "--bootstrap", "50", "--full"]  # single-task models: the first seed only (the default)
     assert bench.main(common) == 0
     return bench, tmp, common
 
@@ -108,7 +109,7 @@ def test_markdown_tables_replace_only_the_marked_block(bench_run):
     assert "| ↳ Single-task fine-tunes: lexical heads alone |" in block
     assert "| lexical heads' part of one router pass (ms/ticket) |" in block
     assert "| vs TF-IDF per seed |" in block and "42: " in block.split("### Does the router clear the bar?")[1]
-    assert "`python bench/run.py --data-dir" in block  # each table names the command that measured it
+    assert "`python -m bench --data-dir" in block  # each table names the command that measured it
 
 
 def test_only_reruns_one_section_and_keeps_the_others(bench_run):
@@ -120,7 +121,7 @@ def test_only_reruns_one_section_and_keeps_the_others(bench_run):
     assert after["sections"]["router"] == before["sections"]["router"]
     assert after["sections"]["reference"]["run"]["command"].endswith("--only reference")
     header = (tmp / "BENCHMARKS.md").read_text().split(bench.MARK_BEGIN)[1].splitlines()[1]
-    assert "--only reference` (full settings)" in header, header
+    assert "--only reference` (full (`--full`) settings)" in header, header
 
 
 def test_unknown_section_is_refused(bench_run, capsys):
@@ -220,3 +221,38 @@ def test_gpu_rows_render_every_precision_and_batch(bench_run):
     assert "| router training, batch 128 (150 steps), bf16 | 256.0 | 2.00× | 281.6 | +10.0% |" in text
     assert "| router training, batch 16 (150 steps), fp32 | 16.0 | 1.00× | 17.6 | +10.0% |" in text
     assert "50% of the GPU routing time" in text
+
+
+def test_the_default_run_leaves_the_ablations_to_full_and_quick():
+    assert "ablations" not in cli.selected_sections(None, PROFILES["default"])
+    assert cli.selected_sections(None, PROFILES["full"]) == list(SECTIONS)
+    assert cli.selected_sections(None, PROFILES["quick"]) == list(SECTIONS)
+    assert cli.selected_sections("ablations,router", PROFILES["default"]) == ["router", "ablations"]
+    assert PROFILES["default"].seeds == 1 and PROFILES["full"].seeds == 3
+
+
+def test_quick_and_full_exclude_each_other(capsys):
+    assert cli.main(["--quick", "--full"]) == 2
+    assert "--quick and --full exclude each other" in capsys.readouterr().err
+
+
+def test_the_recorded_results_render_with_repository_paths():
+    results = json.loads((REPO / "bench" / "results.json").read_text(encoding="utf-8"))
+    text = report.render_markdown(results)
+    assert "### Quality on the validation set" in text and "/work/" not in text
+
+
+def test_the_bench_and_reuse_share_one_same_training_rule(tmp_path, monkeypatch):
+    from dataclasses import asdict, replace
+
+    from ticket_router.config import TrainConfig
+    from ticket_router.training import training_key
+
+    monkeypatch.chdir(tmp_path)
+    base = TrainConfig(train="train.csv", tasks={"a": "x", "b": "y"}, loss_weighting="equal", output="one")
+    key = training_key(asdict(base))
+    assert training_key(asdict(replace(base, output="two", logging_steps=7))) == key  # where and how it logs
+    assert training_key(asdict(replace(base, train=str(tmp_path / "train.csv")))) == key  # one file, two spellings
+    assert training_key(asdict(replace(base, loss_weighting="fixed", task_weights={"a": 1.0}))) == key
+    assert training_key(asdict(replace(base, loss_weighting="fixed", task_weights={"a": 2.0}))) != key
+    assert training_key(asdict(replace(base, seed=7))) != key

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ticket_router.stats import ece_from_bins  # noqa: E402
+from ticket_router.metrics import ece_from_bins  # noqa: E402
 
 MAX_TICK_CHARS = 28  # long label strings would otherwise push the matrix off the figure
 ANNOTATE_UP_TO = 20  # beyond this many classes, cell numbers become unreadable
@@ -84,7 +84,7 @@ def plot_reliability(
 ) -> Path:
     """Reliability diagram of both models on one plot, with the perfect-calibration diagonal.
 
-    ``bins_*`` are ``ticket_router.stats.reliability_bins`` outputs. Points
+    ``bins_*`` are ``ticket_router.metrics.reliability_bins`` outputs. Points
     below the diagonal mean over-confidence. A lower panel shows how many
     tickets fall in each bin, since sparse bins are noisy.
     """

@@ -1,7 +1,8 @@
-"""Statistics for the shadow comparison (multi-task model vs single-task baselines).
+"""Statistical tests between two models scored on the same tickets (paired bootstrap CI, McNemar, transfer ratio).
 
-Pure numpy/scipy/scikit-learn; no torch, no I/O. Every function takes plain
-sequences/arrays so it can be tested on hand-made examples.
+The scores themselves (accuracy, F1, calibration) live in `ticket_router.metrics`; their names are re-exported
+here because callers have long imported them from this module. Pure numpy/scipy; no torch, no I/O. Every
+function takes plain sequences/arrays so it can be tested on hand-made examples.
 """
 
 from __future__ import annotations
@@ -11,35 +12,20 @@ from typing import Callable, Sequence
 
 import numpy as np
 from scipy import stats as sps
-from sklearn.metrics import f1_score
+
+from ticket_router.metrics import (  # noqa: F401 - re-exported: callers import these names from here
+    ece_from_bins,
+    expected_calibration_error,
+    macro_f1,
+    reliability_bins,
+    weighted_f1,
+)
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
 # Below this many discordant pairs the chi-square approximation is poor,
 # so McNemar uses the exact binomial test instead.
 MCNEMAR_EXACT_BELOW = 25
-
-
-def _union_labels(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    # Explicit union so a gold label the model never predicts (or never saw)
-    # still counts as a class with F1 = 0 instead of silently vanishing.
-    return np.union1d(np.asarray(y_true), np.asarray(y_pred))
-
-
-def macro_f1(y_true: Sequence, y_pred: Sequence) -> float:
-    """Unweighted mean of per-class F1 over the union of gold and predicted labels."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    return float(
-        f1_score(y_true, y_pred, labels=_union_labels(y_true, y_pred), average="macro", zero_division=0)
-    )
-
-
-def weighted_f1(y_true: Sequence, y_pred: Sequence) -> float:
-    """Per-class F1 averaged with gold-class support as weights (same label union as macro_f1)."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    return float(
-        f1_score(y_true, y_pred, labels=_union_labels(y_true, y_pred), average="weighted", zero_division=0)
-    )
 
 
 def paired_bootstrap_diff_ci(
@@ -110,54 +96,3 @@ def transfer_ratio(mtl_score: float, single_score: float) -> float | None:
     if single_score == 0:
         return 0.0 if mtl_score == 0 else None
     return float((mtl_score - single_score) / single_score)
-
-
-def reliability_bins(confidence: Sequence[float], correct: Sequence[bool], n_bins: int = 15) -> dict[str, np.ndarray]:
-    """Equal-width confidence bins on [0, 1] for a reliability diagram.
-
-    Bin i covers [i/n_bins, (i+1)/n_bins); the last bin also includes 1.0.
-    Returns arrays of length ``n_bins``: ``lower``, ``upper``,
-    ``mean_confidence`` and ``accuracy`` (NaN for empty bins) and ``count``.
-    """
-    conf = np.asarray(confidence, dtype=float)
-    corr = np.asarray(correct, dtype=float)
-    if conf.shape != corr.shape or conf.ndim != 1:
-        raise ValueError("confidence and correct must be 1-D and the same length")
-    if n_bins < 1:
-        raise ValueError("n_bins must be >= 1")
-    # floor(conf * n_bins) gives [lo, hi) bins; clip puts conf == 1.0 in the last one.
-    idx = np.clip(np.floor(np.clip(conf, 0.0, 1.0) * n_bins).astype(int), 0, n_bins - 1)
-    count = np.bincount(idx, minlength=n_bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_conf = np.bincount(idx, weights=conf, minlength=n_bins) / count
-        accuracy = np.bincount(idx, weights=corr, minlength=n_bins) / count
-    edges = np.arange(n_bins + 1) / n_bins
-    return {
-        "lower": edges[:-1],
-        "upper": edges[1:],
-        "mean_confidence": mean_conf,
-        "accuracy": accuracy,
-        "count": count,
-    }
-
-
-def ece_from_bins(bins: dict[str, np.ndarray]) -> float:
-    """Expected calibration error from ``reliability_bins`` output (count-weighted |acc - conf|)."""
-    count = np.asarray(bins["count"], dtype=float)
-    total = count.sum()
-    if total == 0:
-        raise ValueError("no samples in bins")
-    filled = count > 0
-    gaps = np.abs(bins["accuracy"][filled] - bins["mean_confidence"][filled])
-    return float(np.sum(count[filled] / total * gaps))
-
-
-def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bool], n_bins: int = 15) -> float:
-    """ECE: sum over equal-width bins of (bin count / N) * |bin accuracy - bin mean confidence|.
-
-    0 means the model's confidence matches how often it is right. Raises
-    ValueError on empty input (undefined, and a caller bug to ask for).
-    """
-    if len(confidence) == 0:
-        raise ValueError("expected_calibration_error needs at least one sample")
-    return ece_from_bins(reliability_bins(confidence, correct, n_bins))

@@ -203,7 +203,7 @@ def trained_with(config: TrainConfig) -> bool:
     files = [output / name for name in ("training_config.json", "model.safetensors", "metrics.json")]
     if not all(f.is_file() for f in files):
         return False
-    return _comparable(json.loads(files[0].read_text())) == _comparable(json.loads(config.to_json()))
+    return training_key(json.loads(files[0].read_text())) == training_key(json.loads(config.to_json()))
 
 
 def _comparable(values: dict) -> dict:
@@ -277,3 +277,28 @@ def evaluation_metrics(router: Router, texts: list[str], labels: np.ndarray, spe
     result["lexical_only"] = multitask_metrics(labels[:, covered], [lexical[names[t]] for t in covered],
                                                [names[t] for t in covered])
     return result
+
+
+# Keys that change where or how a training is saved and logged, not the model it trains.
+_INERT_KEYS = ("output", "keep_checkpoints", "resume", "logging_steps")
+
+
+def training_key(values: dict) -> str:
+    """What determines a training's result, from a config's fields (`asdict(config)` or a training_config.json).
+
+    Two configs with the same key train the same model (same seed, data, budget, objective): `trained_with` reuses
+    a finished training on it, and the benchmarks train such a copy once. Data paths are resolved (a relative and
+    an absolute path to one file agree) and equivalent settings normalised.
+    """
+    values = _comparable({key: value for key, value in values.items() if key not in _INERT_KEYS})
+    if (values.get("max_steps") or -1) > 0:
+        values["epochs"] = None  # max_steps wins over epochs in the Trainer
+    weights = values.get("task_weights") or {}
+    tasks = values.get("tasks") or {}
+    if values.get("loss_weighting") == "fixed" and all(float(weights.get(task, 1.0)) == 1.0 for task in tasks):
+        values["loss_weighting"] = "equal"  # sum_t 1.0 * L_t is exactly the equal objective (losses.py)
+    if values.get("loss_weighting") != "fixed":
+        values["task_weights"] = {}  # only read by fixed weighting
+    if values.get("loss_weighting") != "uncertainty":
+        values["uncertainty_warmup_steps"] = 0
+    return json.dumps(values, sort_keys=True, default=str)
