@@ -19,13 +19,15 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import numpy as np
 
 from .errors import InputError, first_line
 from .tasks import IGNORE_INDEX, UNSEEN_INDEX, TaskSpec, canonical_label, check_columns
+
+if TYPE_CHECKING:  # `datasets` costs seconds to import: routing lines from stdin never needs it
+    import datasets
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +94,8 @@ def _table_kwargs(path: Path, builder: str, encoding: str | None) -> dict[str, A
     duplicated = [c for c, n in Counter(header).items() if n > 1]
     if duplicated:
         raise InputError(f"{path}: column {duplicated[0]!r} appears twice in the header")
+    import datasets
+
     features = datasets.Features({name: datasets.Value("string") for name in header})
     return {"features": features, "keep_default_na": False, "sep": delimiter, "encoding": _codec(encoding)}
 
@@ -108,6 +112,8 @@ def read_table(path: str | Path, encoding: str | None = None) -> datasets.Datase
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     kwargs = _table_kwargs(path, builder, encoding)
+    import datasets
+
     try:
         table = datasets.load_dataset(builder, data_files=str(path.resolve()), split="train", **kwargs)
     except Exception as error:  # datasets wraps parser errors in several types; report them as one line
@@ -198,6 +204,8 @@ def tokenize_dataset(
     def tokenize(batch: dict[str, list]) -> dict[str, list]:
         encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
         return {name: encoded[name] for name in input_names if name in encoded}
+
+    import datasets
 
     dataset = datasets.Dataset.from_dict(data)
     return dataset.map(tokenize, batched=True, remove_columns=["text"], desc="Tokenizing")
