@@ -217,8 +217,9 @@ def refit_lexical_heads(config: TrainConfig) -> dict:
     if data.eval_texts is not None:
         summary.update(evaluation_metrics(router, data.eval_texts, data.eval_labels, data.specs,
                                           config.eval_batch_size))
+    # The previous weights file is moved into the new directory as it is: the encoder is untouched, to the byte.
     router.save_pretrained(output, extra_files={"metrics.json": _summary_json(summary)},
-                           keep=("checkpoints", "training_config.json", "log_history.json"))
+                           keep=("checkpoints", "training_config.json", "log_history.json", "model.safetensors"))
     logger.info("Refit the lexical heads of %s", output)
     return summary
 
