@@ -54,8 +54,15 @@ def test_train_evaluate_predict_with_free_task_names_int_labels_partial_labels(t
     saved = json.loads((model / "metrics.json").read_text())
     assert set(saved["tasks"]) == {"type", "id", "train"}
     assert saved["tasks"]["id"]["n"] == sum(1 for r in _rows(18, 100) if r["team"])
+    out = capsys.readouterr().out  # after the Trainer's log lines, a short table, not the JSON of metrics.json
+    table = out[out.index("Router saved to"):].splitlines()
+    assert table[0].startswith(f"Router saved to {model}") and table[-1] == f"All figures: {model}/metrics.json"
+    header, *heads, mean = table[2:-1]
+    assert header.split() == ["head", "encoder", "n-gram", "fused", "n"]
+    assert [line.split()[0] for line in heads] == ["type", "id", "train"]
+    assert mean.split() == ["mean", *(f"{saved[part]['mean_macro_f1']:.3f}" for part in ("encoder_only", "lexical_only")),
+                            f"{saved['mean_macro_f1']:.3f}"]
 
-    capsys.readouterr()
     assert main(["evaluate", "--model", str(model), "--data", str(val), "--output", str(tmp_path / "m.json")]) == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert set(metrics) == {"tasks", "mean_macro_f1"}
@@ -119,9 +126,9 @@ def test_train_or_reuse_refits_the_lexical_heads_of_a_finished_identical_trainin
     saved = json.loads((model / "metrics.json").read_text())
     assert trained_with(config) and not trained_with(replace(config, seed=config.seed + 1))
     stamp = (model / "lexical.json").stat().st_mtime_ns
-    weights = (model / "model.safetensors").read_bytes()
+    weights = (model / "model.safetensors").stat().st_mtime_ns
     summary = train_or_reuse(config, reuse=True)
-    assert summary["reused"] and (model / "model.safetensors").read_bytes() == weights  # no fine-tune
+    assert summary["reused"] and (model / "model.safetensors").stat().st_mtime_ns == weights  # no fine-tune
     assert (model / "lexical.json").stat().st_mtime_ns != stamp  # refitted and saved again
     assert summary["train_runtime_s"] == saved["train_runtime_s"]
     assert summary["tasks"] == saved["tasks"]  # Router's pass scores as the Trainer's evaluation did
@@ -181,7 +188,12 @@ def test_predict_stdin_to_stdout(tmp_path, files, distilbert_dir, monkeypatch, c
     capsys.readouterr()
     assert main(["-q", "predict", "--model", str(model), "--input", "-", "--output", "-"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2 and set(json.loads(lines[0])) == {"type", "id", "train"}
+    assert len(lines) == 2 and set(json.loads(lines[0])) == {"type", "id", "train"}  # piped: JSON lines
+    monkeypatch.setattr("sys.stdin", io.StringIO("my printer jams\nrefund my card\n"))
+    assert main(["-q", "predict", "--model", str(model), "--input", "-", "--output", "-", "--format", "table"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == ["#1", "#2"] and lines[1].endswith("refund my card")
+    assert "type=" in lines[0] and "id=" in lines[0] and lines[0].index("train=") == lines[1].index("train=")
 
 
 def test_yaml_config_with_flag_override(tmp_path, files, bert_dir):

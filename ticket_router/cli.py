@@ -11,36 +11,61 @@ import json
 import logging
 import os
 import sys
+import typing
 from collections.abc import Sequence
 from dataclasses import MISSING, fields
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
+from .atomic import atomic_file
 from .config import TrainConfig, build_config
 from .errors import InputError
 
 logger = logging.getLogger("ticket_router")
 
 _LEXICAL_WEIGHT_HELP = "Share of the lexical heads in the fused probabilities (0: encoder heads alone). Default: as trained."
+_ENCODING_HELP = "Text encoding of the input file (default utf-8, e.g. latin-1, cp1252)."
 _REPEATABLE = {"tasks": ("--task", "NAME=COLUMN"), "task_weights": ("--task-weight", "NAME=WEIGHT")}
+
+
+def _flag_kind(annotation: Any) -> tuple[Any, dict[str, Any]]:
+    """argparse `type` and extra keywords from a field's real type (`int | None` -> int, an Enum -> its values)."""
+    options = [t for t in typing.get_args(annotation) if t is not type(None)] or [annotation]
+    kind = options[0] if len(options) == 1 else str
+    if isinstance(kind, type) and issubclass(kind, Enum):  # checked by check_knobs, which names the key
+        return str, {"metavar": "{" + ",".join(m.value for m in kind) + "}"}
+    if kind in (int, float, bool):
+        return kind, {}
+    return str, {}  # str, and lists given comma-separated (normalised by config.normalise)
+
+
+def _train_fields() -> list:
+    """TrainConfig's own keys first (data, model, budget), then the multi-task knobs it inherits."""
+    from .settings import KNOBS
+
+    return sorted(fields(TrainConfig), key=lambda f: f.name in KNOBS)
 
 
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; defaults are None so that only given flags override the YAML config."""
     parser.add_argument("--config", help="YAML file with the same keys as these flags (flags win).")
-    for f in fields(TrainConfig):
+    types = typing.get_type_hints(TrainConfig)
+    for f in _train_fields():
         help_text = f.metadata.get("help", "")
         default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
         if default not in (None, {}, []):
-            help_text += f" Default: {default if not isinstance(default, list) else ','.join(default)}."
+            shown = ",".join(default) if isinstance(default, list) else getattr(default, "value", default)
+            help_text += f" Default: {shown}."
+        flag = f"--{f.name.replace('_', '-')}"
+        kind, extra = _flag_kind(types[f.name])
         if f.name in _REPEATABLE:
             flag, metavar = _REPEATABLE[f.name]
             parser.add_argument(flag, dest=f.name, action="append", metavar=metavar, help=help_text)
-        elif f.type in ("bool", bool):
-            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=None, help=help_text)
+        elif kind is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            kind = {"float": float, "int": int, "int | None": int, "float | None": float}.get(str(f.type), str)
-            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, help=help_text)
+            parser.add_argument(flag, dest=f.name, type=kind, help=help_text, **extra)
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
@@ -49,10 +74,12 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .console import training_table
     from .training import train_router
 
-    summary = train_router(_train_config(args))
-    print(json.dumps(summary, indent=2, sort_keys=True))
+    config = _train_config(args)
+    summary = train_router(config)
+    print(training_table(summary, config.output))  # the JSON is in OUTPUT/metrics.json
     return 0
 
 
@@ -80,27 +107,43 @@ def _router_loader(lexical_weight: float | None):
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import read_table
 
+    table = read_table(args.data, encoding=args.encoding)  # before the model: a bad file fails fast
     router = _router_loader(args.lexical_weight)(args.model)
-    metrics = router.evaluate(read_table(args.data), args.data, strict=args.strict, batch_size=args.batch_size)
+    metrics = router.evaluate(table, args.data, strict=args.strict, batch_size=args.batch_size)
     text = json.dumps(metrics, indent=2, sort_keys=True)
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text + "\n")
+        with atomic_file(args.output) as handle:
+            handle.write(text + "\n")
     print(text)
     return 0
 
 
-def _read_tickets(path: str, router, text_columns: list[str] | None) -> tuple[list[str], list | None]:
+def _read_lines(path: str, encoding: str | None) -> list[str]:
+    """One ticket per non-blank line of a .txt file or stdin; blank lines are skipped and counted."""
+    from .data import decode_text
+
+    if path == "-":
+        text = decode_text(sys.stdin.buffer.read(), "stdin", encoding) if hasattr(sys.stdin, "buffer") else sys.stdin.read()
+    else:
+        if not Path(path).is_file():
+            raise InputError(f"{path}: no such file")
+        text = decode_text(Path(path).read_bytes(), path, encoding)
+    lines = text.splitlines()
+    tickets = [line for line in lines if line.strip()]
+    if len(tickets) < len(lines):
+        logger.warning("%s: skipped %d blank line(s) of %d; one ticket per non-blank line",
+                       "stdin" if path == "-" else path, len(lines) - len(tickets), len(lines))
+    return tickets
+
+
+def _read_tickets(args: argparse.Namespace, text_columns: list[str]) -> tuple[list[str], list | None]:
     """Ticket texts and ids: stdin/.txt give one ticket per line; tables use the model's text columns."""
-    if path == "-" or path.endswith(".txt"):
-        handle = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
-        with handle:
-            lines = [line.rstrip("\n") for line in handle]
-        return [line for line in lines if line.strip()], None
+    if args.input == "-" or args.input.endswith(".txt"):
+        return _read_lines(args.input, args.encoding), None
     from .data import join_text_columns, read_table
 
-    table = read_table(path)
-    texts = join_text_columns(table, text_columns or router.text_columns, path, warn_blank=False)
+    table = read_table(args.input, encoding=args.encoding)
+    texts = join_text_columns(table, text_columns, args.input, warn_blank=False)  # `route` warns once
     ids = table["id"] if "id" in table.column_names else None
     return texts, ids
 
@@ -113,22 +156,32 @@ def _id_key(records: list[dict]) -> str:
     return "id"
 
 
+_OUTPUT_SUFFIXES = (".csv", ".jsonl", ".json")
+
+
+def _check_output(path: str) -> None:
+    if path != "-" and not path.endswith(_OUTPUT_SUFFIXES):
+        raise InputError(f"--output {path}: use .csv, .jsonl, .json or - (stdout)")
+    if path != "-" and Path(path).is_dir():
+        raise InputError(f"--output {path}: is a directory; give a file name")
+
+
 def _write_predictions(path: str, records: list[dict], ids: list | None) -> None:
+    """Write to a file (replaced atomically when it exists: a killed run leaves the previous one) or stdout."""
     id_key = _id_key(records)
     rows = [({id_key: ids[i]} if ids is not None else {}) | record for i, record in enumerate(records)]
+    if path == "-":
+        sys.stdout.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        return
     if path.endswith(".json"):
-        Path(path).write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        with atomic_file(path) as handle:
+            handle.write(json.dumps(rows, ensure_ascii=False, indent=1) + "\n")
         return
-    if path == "-" or path.endswith(".jsonl"):
-        handle = sys.stdout if path == "-" else open(path, "w", encoding="utf-8")  # noqa: SIM115
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        if handle is not sys.stdout:
-            handle.close()
+    if path.endswith(".jsonl"):
+        with atomic_file(path) as handle:
+            handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         return
-    if not path.endswith(".csv"):
-        raise InputError(f"--output {path}: use .csv, .jsonl, .json or - (JSON lines on stdout)")
-    with open(path, "w", newline="", encoding="utf-8") as handle:
+    with atomic_file(path, newline="") as handle:
         writer = csv.writer(handle)
         tasks = list(records[0]) if records else []
         header = ([id_key] if ids is not None else []) + [f"{t}_{k}" for t in tasks for k in ("label", "confidence", "scores")]
@@ -140,14 +193,26 @@ def _write_predictions(path: str, records: list[dict], ids: list | None) -> None
             writer.writerow(cells)
 
 
+def _output_format(args: argparse.Namespace) -> str:
+    """`table` for a person at a terminal, JSON lines when piped; files are written by their extension."""
+    if args.format and args.output != "-":
+        raise InputError(f"--format {args.format}: applies to --output - only; files are written by extension")
+    return args.format or ("table" if args.output == "-" and sys.stdout.isatty() else "jsonl")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
+    _check_output(args.output)
+    output_format = _output_format(args)
     router = _router_loader(args.lexical_weight)(args.model)
-    text_columns = [c.strip() for c in args.text_columns.split(",")] if args.text_columns else None
-    texts, ids = _read_tickets(args.input, router, text_columns)
+    text_columns = [c.strip() for c in args.text_columns.split(",")] if args.text_columns else router.text_columns
+    texts, ids = _read_tickets(args, text_columns)
     records = router.route(texts, batch_size=args.batch_size, show_progress=args.output != "-")
-    if args.output != "-":
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    _write_predictions(args.output, records, ids)
+    if output_format == "table":
+        from .console import prediction_lines
+
+        print("\n".join(prediction_lines(records, texts, ids)))
+    else:
+        _write_predictions(args.output, records, ids)
     logger.info("Routed %d ticket(s) to %s", len(records), args.output)
     return 0
 
@@ -185,12 +250,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--strict", action="store_true", help="Refuse labels the model never saw.")
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--lexical-weight", type=float, help=_LEXICAL_WEIGHT_HELP)
+    evaluate.add_argument("--encoding", help=_ENCODING_HELP)
     evaluate.set_defaults(func=cmd_evaluate)
 
     predict = commands.add_parser("predict", help="Route tickets: label, confidence and scores per task.")
     predict.add_argument("--model", required=True, help="Model directory.")
     predict.add_argument("--input", required=True, help="File (.csv, .tsv, .jsonl, .parquet, .txt) or - for stdin lines.")
-    predict.add_argument("--output", required=True, help="Output .csv, .jsonl or .json, or - for JSON lines on stdout.")
+    predict.add_argument("--output", required=True, help="Output .csv, .jsonl or .json (replaced if it exists), "
+                         "or - for stdout.")
+    predict.add_argument("--format", choices=["table", "jsonl"],
+                         help="For --output -: one readable line per ticket, or JSON lines. Default: table on a "
+                              "terminal, JSON lines when piped.")
+    predict.add_argument("--encoding", help=_ENCODING_HELP)
     predict.add_argument("--text-columns", help="Override the model's text columns for this file.")
     predict.add_argument("--batch-size", type=int, default=64)
     predict.add_argument("--lexical-weight", type=float, help=_LEXICAL_WEIGHT_HELP)

@@ -2,6 +2,9 @@
 
 A YAML file holds the same keys as the flags (underscores or dashes); flags given on the command line override
 it. Unknown YAML keys are refused with the closest known key: a typo must not silently fall back to a default.
+The multi-task knobs are inherited from `settings.MultiTaskKnobs` (shared with `RouterTrainingArguments`); the
+keys below are the data, model and budget ones. `training.training_arguments` derives the Trainer's arguments
+from this record: the knobs by name, the few renamed keys through `TRAINER_KEYS`.
 """
 
 from __future__ import annotations
@@ -14,13 +17,24 @@ from typing import Any
 import yaml
 
 from .errors import InputError, did_you_mean
+from .settings import MultiTaskKnobs, check_at_least
 from .tasks import parse_task_mapping
+
+# TrainConfig key -> TrainingArguments key, for the keys whose names differ (shorter for YAML and flags), then
+# the keys both use as they are. The multi-task knobs (settings.KNOBS) pass by name.
+TRAINER_KEYS = {
+    "epochs": "num_train_epochs", "batch_size": "per_device_train_batch_size",
+    "eval_batch_size": "per_device_eval_batch_size", "warmup_ratio": "warmup_steps",  # < 1: a share of the steps
+    **{key: key for key in ("max_steps", "gradient_accumulation_steps", "learning_rate", "weight_decay", "seed",
+                            "eval_steps", "logging_steps")},
+}
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(MultiTaskKnobs):
     train: str | None = field(default=None, metadata={"help": "Training file (.csv, .tsv, .jsonl, .parquet)."})
     validation: str | None = field(default=None, metadata={"help": "Validation file: best model + early stopping."})
+    encoding: str = field(default="utf-8", metadata={"help": "Text encoding of the data files (e.g. latin-1, cp1252)."})
     text_columns: list[str] = field(default_factory=lambda: ["text"], metadata={"help": "Comma-separated text columns, joined in order (e.g. subject,body)."})
     tasks: dict[str, str] = field(default_factory=dict, metadata={"help": "NAME=COLUMN, repeatable: one head per task."})
     output: str | None = field(default=None, metadata={"help": "Directory for the trained model."})
@@ -32,21 +46,11 @@ class TrainConfig:
     max_length: int = field(default=128, metadata={"help": "Maximum tokens per ticket."})
     seed: int = field(default=42, metadata={"help": "Random seed (model init, sampling, dropout)."})
     learning_rate: float = field(default=5e-5, metadata={"help": "Encoder learning rate."})
-    head_learning_rate: float | None = field(default=None, metadata={"help": "Heads' learning rate (default: learning_rate)."})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases, norms, loss weights)."})
     warmup_ratio: float = field(default=0.1, metadata={"help": "Share of steps of linear learning-rate warm-up."})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches per optimizer step."})
-    loss_weighting: str = field(default="uncertainty", metadata={"help": "equal, fixed or uncertainty."})
-    task_weights: dict[str, float] = field(default_factory=dict, metadata={"help": "NAME=WEIGHT for loss_weighting=fixed, repeatable."})
-    uncertainty_warmup_steps: int = field(default=0, metadata={"help": "Equal weights for N steps before learned ones."})
-    sampling: str = field(default="proportional", metadata={"help": "proportional (every task in every batch) or random."})
-    sampling_temperature: float = field(default=1.0, metadata={"help": "1: ∝ label counts; large: uniform over tasks."})
-    class_weights: bool = field(default=False, metadata={"help": "Inverse-frequency class weights per task."})
-    group_by_length: bool = field(default=False, metadata={"help": "Batch tickets of similar length (less padding, faster)."})
     pooling: str = field(default="cls", metadata={"help": "cls (first token), mean, or attention (a learned token weighting per task)."})
     dropout: float = field(default=0.1, metadata={"help": "Dropout before the heads."})
-    freeze_encoder_steps: int = field(default=0, metadata={"help": "Train only the heads for the first N steps."})
-    precision: str = field(default="auto", metadata={"help": "auto (bf16/fp16 on GPU, fp32 on CPU), bf16, fp16 or fp32."})
     eval_steps: int | None = field(default=None, metadata={"help": "Evaluate every N steps (default: every epoch)."})
     early_stopping_patience: int | None = field(default=None, metadata={"help": "Stop after N evaluations without a better mean macro-F1."})
     logging_steps: int = field(default=10, metadata={"help": "Log losses and task weights every N steps."})
@@ -60,15 +64,17 @@ class TrainConfig:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     def validate(self) -> None:
-        """Check what argparse/YAML cannot: required keys and ranges. Messages name the key and value."""
+        """Every value checked, in one place with `check_knobs`: messages name the key and the value."""
         for key in ("train", "output"):
             if not getattr(self, key):
                 raise InputError(f"missing required setting {key!r} (--{key.replace('_', '-')} or in the config file)")
         if not self.tasks:
             raise InputError("no task given: add --task NAME=COLUMN (or a 'tasks' mapping in the config file)")
-        for key in ("batch_size", "eval_batch_size", "max_length", "gradient_accumulation_steps", "logging_steps"):
-            if getattr(self, key) < 1:
-                raise InputError(f"{key}={getattr(self, key)!r} must be >= 1")
+        self.check_knobs()
+        check_at_least(self, ("batch_size", "eval_batch_size", "max_length", "gradient_accumulation_steps",
+                              "logging_steps", "eval_steps", "early_stopping_patience"), 1)
+        check_at_least(self, ("learning_rate",), 0, strict=True)
+        check_at_least(self, ("weight_decay", "warmup_ratio"), 0)
         if self.epochs <= 0 and self.max_steps <= 0:
             raise InputError(f"epochs={self.epochs!r} must be > 0 (or give max_steps)")
         if not 0 <= self.dropout < 1:

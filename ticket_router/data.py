@@ -3,55 +3,117 @@
 CSV cells are read as strings with pandas' NA guessing off, so a ticket body reading "N/A" or a queue called
 "NA" stays text; only a blank cell means "not labeled". Typed formats (JSONL, Parquet) keep their types and
 `canonical_label` reconciles them with CSV.
+
+Text files are checked whole before `datasets` reads them: a byte that is not valid in the file's encoding, or
+a CSV line with more or fewer fields than the header (which pandas would shift into the wrong columns), is
+refused with one line naming the file, the line and the byte.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import logging
 import math
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import numpy as np
 
 from .errors import InputError, first_line
 from .tasks import IGNORE_INDEX, UNSEEN_INDEX, TaskSpec, canonical_label, check_columns
 
+if TYPE_CHECKING:  # `datasets` costs seconds to import: routing lines from stdin never needs it
+    import datasets
+
 logger = logging.getLogger(__name__)
 
 _FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
 TEXT_SEPARATOR = "\n"
+DEFAULT_ENCODING = "utf-8"
 
 
-def _csv_header(path: Path, delimiter: str) -> list[str]:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        header = next(csv.reader(handle, delimiter=delimiter), None)
-    if not header:
-        raise InputError(f"{path}: empty CSV file (no header row)")
+def _codec(encoding: str | None) -> str:
+    """The codec to read with: UTF-8 files may start with a byte-order mark, which is dropped."""
+    try:
+        name = codecs.lookup(encoding or DEFAULT_ENCODING).name
+    except LookupError:
+        raise InputError(f"--encoding {encoding}: unknown encoding (e.g. utf-8, latin-1, cp1252)") from None
+    return "utf-8-sig" if name == "utf-8" else name
+
+
+def decode_text(data: bytes, source: str, encoding: str | None = None) -> str:
+    """Decode a whole file, or refuse it naming the first bad byte, its offset and line."""
+    codec = _codec(encoding)
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise InputError(
+            f"{source}: byte 0x{data[error.start]:02x} at offset {error.start} (line {line}) is not valid "
+            f"{(encoding or DEFAULT_ENCODING)}; give the file's encoding, e.g. --encoding latin-1 or cp1252"
+        ) from None
+
+
+def _check_csv(path: Path, delimiter: str, encoding: str | None) -> list[str]:
+    """Read a CSV once: its header, every line's field count and its encoding. Returns the header."""
+    previous_limit = csv.field_size_limit(sys.maxsize)  # a 1 MB ticket is one field; restored below
+    try:
+        with path.open(newline="", encoding=_codec(encoding)) as handle:
+            reader = csv.reader(handle, delimiter=delimiter)
+            header = next(reader, None)
+            if not header:
+                raise InputError(f"{path}: empty CSV file (no header row)")
+            for row in reader:
+                if row and len(row) != len(header):
+                    raise InputError(
+                        f"{path}: line {reader.line_num} has {len(row)} fields, the header has {len(header)}; "
+                        f"a text holding {delimiter!r} must be quoted"
+                    )
+    except UnicodeDecodeError:
+        decode_text(path.read_bytes(), str(path), encoding)  # raises, naming the byte
+        raise
+    finally:
+        csv.field_size_limit(previous_limit)
     return header
 
 
-def read_table(path: str | Path) -> datasets.Dataset:
-    """Load a CSV/TSV, JSON Lines or Parquet file as a `datasets.Dataset` (format chosen by extension)."""
+def _table_kwargs(path: Path, builder: str, encoding: str | None) -> dict[str, Any]:
+    """Check a text file whole and return the `load_dataset` arguments that read it as checked."""
+    if builder == "json":
+        if not decode_text(path.read_bytes(), str(path), encoding).strip():
+            raise InputError(f"{path}: empty file (no data rows)")
+        return {"encoding": _codec(encoding).replace("utf-8-sig", "utf-8")}
+    if builder != "csv":
+        return {}
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    header = _check_csv(path, delimiter, encoding)
+    duplicated = [c for c, n in Counter(header).items() if n > 1]
+    if duplicated:
+        raise InputError(f"{path}: column {duplicated[0]!r} appears twice in the header")
+    import datasets
+
+    features = datasets.Features({name: datasets.Value("string") for name in header})
+    return {"features": features, "keep_default_na": False, "sep": delimiter, "encoding": _codec(encoding)}
+
+
+def read_table(path: str | Path, encoding: str | None = None) -> datasets.Dataset:
+    """Load a CSV/TSV, JSON Lines or Parquet file as a `datasets.Dataset` (format chosen by extension).
+
+    `encoding` applies to the text formats (default UTF-8, with or without a byte-order mark).
+    """
     path = Path(path)
     builder = _FORMATS.get(path.suffix.lower())
     if builder is None:
         raise InputError(f"{path}: unknown file type {path.suffix!r}; use .csv, .tsv, .jsonl or .parquet")
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    kwargs: dict[str, Any] = {}
-    if builder == "csv":
-        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-        header = _csv_header(path, delimiter)
-        duplicated = [c for c, n in Counter(header).items() if n > 1]
-        if duplicated:
-            raise InputError(f"{path}: column {duplicated[0]!r} appears twice in the header")
-        features = datasets.Features({name: datasets.Value("string") for name in header})
-        kwargs = {"features": features, "keep_default_na": False, "sep": delimiter, "encoding": "utf-8-sig"}
+    kwargs = _table_kwargs(path, builder, encoding)
+    import datasets
+
     try:
         table = datasets.load_dataset(builder, data_files=str(path.resolve()), split="train", **kwargs)
     except Exception as error:  # datasets wraps parser errors in several types; report them as one line
@@ -142,6 +204,8 @@ def tokenize_dataset(
     def tokenize(batch: dict[str, list]) -> dict[str, list]:
         encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
         return {name: encoded[name] for name in input_names if name in encoded}
+
+    import datasets
 
     dataset = datasets.Dataset.from_dict(data)
     return dataset.map(tokenize, batched=True, remove_columns=["text"], desc="Tokenizing")

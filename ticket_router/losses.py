@@ -17,16 +17,11 @@ parameter.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import Enum
 
 import torch
 import torch.nn.functional as F
 
-
-class LossWeighting(str, Enum):
-    EQUAL = "equal"
-    FIXED = "fixed"
-    UNCERTAINTY = "uncertainty"
+from .settings import LossWeighting  # noqa: F401  declared with the other knobs in settings.py (no torch there)
 
 
 def masked_task_losses(

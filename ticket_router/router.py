@@ -21,9 +21,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import datasets
 import numpy as np
 import torch
 from safetensors import SafetensorError
@@ -34,10 +33,12 @@ from .atomic import atomic_directory
 from .data import encode_labels, join_text_columns
 from .errors import InputError, first_line
 from .lexical import LexicalHeads, check_weight, fuse
-from .metrics import multitask_metrics
 from .modeling import MultiTaskRouterModel, RouterConfig
 from .model_dir import SETTINGS_NAME, check_complete, check_replaceable
 from .tasks import TaskSpec
+
+if TYPE_CHECKING:  # imported when used: routing lines from stdin needs neither datasets nor the metrics
+    import datasets
 
 logger = logging.getLogger(__name__)
 
@@ -233,6 +234,8 @@ class Router:
         if not present:
             columns = ", ".join(repr(s.column) for s in self.specs)
             raise InputError(f"{source}: none of the label columns {columns} is present; nothing to evaluate")
+        from .metrics import multitask_metrics
+
         gold = encode_labels(table, present, source, strict=strict)
         texts = join_text_columns(table, self.text_columns, source)
         probabilities = self.predict_proba(texts, batch_size, show_progress=True)

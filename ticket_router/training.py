@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
 
 from .backbone import load_backbone
-from .config import TrainConfig
+from .config import TRAINER_KEYS, TrainConfig
 from .data import build_task_specs, encode_labels, join_text_columns, label_counts, read_table, tokenize_dataset
 from .errors import InputError
 from .lexical import LexicalHeads, LexicalSettings
@@ -28,6 +28,7 @@ from .model_dir import check_replaceable
 from .modeling import MultiTaskRouterModel
 from .multitask_f1 import multitask_compute_metrics
 from .router import Router
+from .settings import KNOBS
 from .tasks import TaskSpec, parse_task_mapping
 from .trainer import MultiTaskTrainer
 from .training_args import RouterTrainingArguments
@@ -57,7 +58,7 @@ def _log_label_summary(labels: np.ndarray, specs: list[TaskSpec], source: str) -
 def prepare_data(config: TrainConfig) -> PreparedData:
     """Read and encode the training (and validation) data, refusing bad input with one-line errors."""
     mapping = parse_task_mapping(config.tasks)
-    table = read_table(config.train)
+    table = read_table(config.train, encoding=config.encoding)
     specs = build_task_specs(table, mapping, config.train)
     texts = join_text_columns(table, config.text_columns, config.train)
     labels = encode_labels(table, specs, config.train)
@@ -68,45 +69,28 @@ def prepare_data(config: TrainConfig) -> PreparedData:
     _log_label_summary(labels, specs, config.train)
     data = PreparedData(specs, texts, labels)
     if config.validation:
-        eval_table = read_table(config.validation)
+        eval_table = read_table(config.validation, encoding=config.encoding)
         data.eval_texts = join_text_columns(eval_table, config.text_columns, config.validation)
         data.eval_labels = encode_labels(eval_table, specs, config.validation, strict=config.strict)
     return data
 
 
 def training_arguments(config: TrainConfig, has_eval: bool) -> RouterTrainingArguments:
+    """The Trainer's arguments, derived from the config: the knobs by name, the renamed keys by `TRAINER_KEYS`,
+    and what follows from having a validation file (evaluation, checkpoint selection)."""
     strategy = ("steps" if config.eval_steps else "epoch") if has_eval else "no"
     return RouterTrainingArguments(
+        **{knob: getattr(config, knob) for knob in KNOBS},
+        **{key: getattr(config, name) for name, key in TRAINER_KEYS.items()},
         output_dir=str(Path(config.output) / "checkpoints"),
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.eval_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        learning_rate=config.learning_rate,
-        head_learning_rate=config.head_learning_rate,
-        weight_decay=config.weight_decay,
-        warmup_steps=config.warmup_ratio,
-        seed=config.seed,
         eval_strategy=strategy,
-        eval_steps=config.eval_steps,
         save_steps=config.eval_steps or 500,
         save_strategy=strategy if has_eval else "epoch",
         save_total_limit=1,
         load_best_model_at_end=has_eval,
         metric_for_best_model="mean_macro_f1" if has_eval else None,
         greater_is_better=True,
-        logging_steps=config.logging_steps,
         report_to="none",
-        loss_weighting=config.loss_weighting,
-        task_weights=config.task_weights or None,
-        uncertainty_warmup_steps=config.uncertainty_warmup_steps,
-        sampling=config.sampling,
-        sampling_temperature=config.sampling_temperature,
-        class_weights=config.class_weights,
-        group_by_length=config.group_by_length,
-        freeze_encoder_steps=config.freeze_encoder_steps,
-        precision=config.precision,
     )
 
 
@@ -207,8 +191,10 @@ def trained_with(config: TrainConfig) -> bool:
 
 
 def _comparable(values: dict) -> dict:
-    """A saved config without its output, data paths resolved (a relative and an absolute path to one file agree)."""
-    values = {key: value for key, value in values.items() if key != "output"}
+    """A saved config without its output, data paths resolved (a relative and an absolute path to one file agree).
+
+    Keys added since it was saved take their defaults, which is how that training ran."""
+    values = {key: value for key, value in {**asdict(TrainConfig()), **values}.items() if key != "output"}
     for key in ("train", "validation"):
         if values.get(key):
             values[key] = str(Path(values[key]).resolve())
@@ -231,8 +217,9 @@ def refit_lexical_heads(config: TrainConfig) -> dict:
     if data.eval_texts is not None:
         summary.update(evaluation_metrics(router, data.eval_texts, data.eval_labels, data.specs,
                                           config.eval_batch_size))
+    # The previous weights file is moved into the new directory as it is: the encoder is untouched, to the byte.
     router.save_pretrained(output, extra_files={"metrics.json": _summary_json(summary)},
-                           keep=("checkpoints", "training_config.json", "log_history.json"))
+                           keep=("checkpoints", "training_config.json", "log_history.json", "model.safetensors"))
     logger.info("Refit the lexical heads of %s", output)
     return summary
 
