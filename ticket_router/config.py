@@ -15,7 +15,6 @@ import yaml
 
 from .errors import InputError, did_you_mean
 from .lexical import check_weight
-from .modeling import Pooling
 from .tasks import parse_task_mapping
 
 
@@ -76,6 +75,8 @@ class TrainConfig:
         if not 0 <= self.dropout < 1:
             raise InputError(f"dropout={self.dropout!r} must be in [0, 1)")
         check_weight(self.lexical_weight)
+        from .modeling import Pooling  # here, not at the top: the CLI parser must not import torch (serve)
+
         poolings = [p.value for p in Pooling]
         if self.pooling not in poolings:
             raise InputError(f"pooling={self.pooling!r} is not one of {', '.join(poolings)}"

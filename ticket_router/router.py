@@ -10,19 +10,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
 import numpy as np
-import torch
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer
 
-from .data import encode_labels, join_text_columns
 from .errors import InputError
-from .lexical import LexicalHeads, check_weight, fuse
-from .metrics import multitask_metrics
-from .modeling import MultiTaskRouterModel, RouterConfig
+from .lexical import LexicalHeads, check_weight, fuse, softmax
 from .tasks import TaskSpec
+
+# torch, transformers and datasets are imported where they are used: an ONNX export (onnx_backend.py) routes
+# without them, which saves seconds of start-up.
+if TYPE_CHECKING:
+    import datasets
+    import torch
+
+    from .modeling import MultiTaskRouterModel
 
 logger = logging.getLogger(__name__)
 
@@ -30,24 +33,46 @@ logger = logging.getLogger(__name__)
 class Router:
     def __init__(self, model: MultiTaskRouterModel, tokenizer, device: str | torch.device | None = None,
                  lexical: LexicalHeads | None = None):
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = model.to(self.device).eval()
+        self.model, self.device = self._place(model, device)
         self.tokenizer = tokenizer
         self.specs: list[TaskSpec] = model.config.task_specs()
         self.lexical = lexical
         self._lexical_weight = lexical.settings.weight if lexical is not None else 0.0
 
+    @staticmethod
+    def _place(model: MultiTaskRouterModel, device: str | torch.device | None):
+        """The model in eval mode on its device (CUDA when there is one), and that device."""
+        import torch
+
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        return model.to(device).eval(), device
+
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None) -> "Router":
         path = Path(path)
+        from .onnx_backend import is_export_dir  # --- serve: an export dir runs with ONNX Runtime, no torch
+
+        if is_export_dir(path):
+            from .onnx_backend import OnnxRouter, load_export
+
+            (model, tokenizer), cls = load_export(path), OnnxRouter
+        else:
+            model, tokenizer = cls._load_torch(path)
+        return cls(model, tokenizer, device, lexical=LexicalHeads.load(path))
+
+    @staticmethod
+    def _load_torch(path: Path):
+        """The saved model and its tokenizer, after checking that `path` holds a router."""
+        from transformers import AutoTokenizer
+
+        from .modeling import MultiTaskRouterModel, RouterConfig
+
         if not (path / "config.json").is_file():
             raise InputError(f"{path}: not a ticket_router model directory (no config.json)")
         config = RouterConfig.from_pretrained(path)
         if getattr(config, "model_type", None) != RouterConfig.model_type or not config.tasks:
             raise InputError(f"{path}: config.json is not a ticket_router model (train one with `ticket-router train`)")
-        model = MultiTaskRouterModel.from_pretrained(path, config=config)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        return cls(model, tokenizer, device, lexical=LexicalHeads.load(path))
+        return MultiTaskRouterModel.from_pretrained(path, config=config), AutoTokenizer.from_pretrained(path)
 
     @property
     def lexical_weight(self) -> float:
@@ -83,6 +108,8 @@ class Router:
         return int(self.model.config.max_length)
 
     def texts_from_table(self, table: datasets.Dataset, source: str) -> list[str]:
+        from .data import join_text_columns
+
         return join_text_columns(table, self.text_columns, source)
 
     def predict_proba(
@@ -95,24 +122,29 @@ class Router:
         lexical = self.lexical.predict_proba(texts)
         return {name: fuse(proba, lexical.get(name), self.lexical_weight) for name, proba in encoder.items()}
 
-    @torch.inference_mode()
     def encoder_proba(
         self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False
     ) -> dict[str, np.ndarray]:
         """Per task, an (n_texts, n_labels) array of the encoder heads' class probabilities."""
         order = np.argsort([-len(t) for t in texts], kind="stable")
         outputs = {spec.name: np.zeros((len(texts), spec.num_labels), dtype=np.float32) for spec in self.specs}
-        names = set(self.tokenizer.model_input_names)
         starts = range(0, len(texts), batch_size)
         for start in tqdm(starts, desc="Routing", disable=not show_progress, unit="batch"):
             rows = order[start:start + batch_size]
-            encoded = self.tokenizer([texts[i] for i in rows], padding=True, truncation=True,
-                                     max_length=self.max_length, return_tensors="pt")
-            inputs = {k: v.to(self.device) for k, v in encoded.items() if k in names}
-            logits = self.model(**inputs).logits
-            for spec, task_logits in zip(self.specs, logits):
-                outputs[spec.name][rows] = torch.softmax(task_logits.float(), dim=-1).cpu().numpy()
+            for spec, task_logits in zip(self.specs, self._batch_logits([texts[i] for i in rows])):
+                outputs[spec.name][rows] = softmax(task_logits)
         return outputs
+
+    def _batch_logits(self, texts: list[str]) -> list[np.ndarray]:
+        """One batch through the encoder: per task, (len(texts), n_labels) float32 logits (ONNX: onnx_backend)."""
+        import torch
+
+        encoded = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                                 return_tensors="pt")
+        names = set(self.tokenizer.model_input_names)
+        with torch.inference_mode():
+            logits = self.model(**{k: v.to(self.device) for k, v in encoded.items() if k in names}).logits
+        return [task_logits.float().cpu().numpy() for task_logits in logits]
 
     def route(self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False) -> list[dict]:
         """One record per ticket: {task: {"label", "confidence", "scores": {label: probability}}}."""
@@ -133,6 +165,9 @@ class Router:
 
     def evaluate(self, table: datasets.Dataset, source: str, strict: bool = False, batch_size: int = 32) -> dict:
         """{"tasks": {name: {accuracy, macro_f1, n}}, "mean_macro_f1"}; tasks whose column is absent are skipped."""
+        from .data import encode_labels
+        from .metrics import multitask_metrics
+
         present = [s for s in self.specs if s.column in table.column_names]
         for spec in self.specs:
             if spec not in present:
