@@ -120,13 +120,20 @@ def test_decisions_are_counted_per_head_when_records_carry_one(router):
             return getattr(router, name)
 
         def route(self, texts, batch_size=32):
-            return [record | {"urgency": record["urgency"] | {"decision": "review"}}
+            return [record | {"urgency": record["urgency"] | {"decision": "review"}, "route": "review"}
                     for record in router.route(texts, batch_size)]
 
     with _client(WithPolicy()) as client:
         client.post("/v1/route", json={"tickets": TICKETS[:2]})
         text = client.get("/metrics").text
     assert 'ticket_router_decisions_total{decision="review",task="urgency"} 2.0' in text
+    assert 'ticket_router_routes_total{route="review"} 2.0' in text
+
+
+def test_model_reports_the_policy_thresholds(router, tmp_path):
+    (tmp_path / "policy.json").write_text(json.dumps({"heads": {"urgency": {"threshold": 0.7, "n": 10}}}))
+    with TestClient(create_app(router, tmp_path)) as client:
+        assert client.get("/v1/model").json()["thresholds"] == {"urgency": 0.7}
 
 
 def test_serves_an_onnx_export(router, tmp_path):
@@ -141,3 +148,43 @@ def test_serves_an_onnx_export(router, tmp_path):
         assert client.get("/v1/model").json()["quantization"] == "int8"
         results = client.post("/v1/route", json={"tickets": TICKETS}).json()["results"]
     assert len(results) == len(TICKETS) and results[0]["id"] == "T0"
+
+
+@pytest.mark.slow
+def test_sigterm_lets_the_request_in_flight_finish(bert_dir, tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    model = build_router_dir(bert_dir, tmp_path / "router")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # A long batching window keeps the request in flight while the signal arrives.
+    server = subprocess.Popen([sys.executable, "-m", "ticket_router", "-q", "serve", "--model", str(model),
+                               "--port", str(port), "--max-wait-ms", "3000"], env=os.environ | {"PYTHONPATH": "."})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        answers = []
+        thread = threading.Thread(target=lambda: answers.append(
+            httpx.post(f"{url}/v1/route", json={"tickets": TICKETS[:2]}, timeout=60)))
+        thread.start()
+        time.sleep(1.0)
+        server.send_signal(signal.SIGTERM)
+        thread.join(timeout=60)
+        # uvicorn re-raises the signal once it has shut down gracefully: the exit status says SIGTERM.
+        assert server.wait(timeout=60) in (0, -signal.SIGTERM)
+    finally:
+        server.kill()
+    assert answers and answers[0].status_code == 200 and len(answers[0].json()["results"]) == 2

@@ -119,14 +119,20 @@ class Metrics:
                                         buckets=BATCH_BUCKETS, registry=self.registry)
         self.decisions = Counter("ticket_router_decisions", "Routing decisions per head (routing policy)",
                                  ["task", "decision"], registry=self.registry)
+        self.routes = Counter("ticket_router_routes", "Tickets per overall decision (routing policy)", ["route"],
+                              registry=self.registry)
         self.task_names = task_names
 
     def count_decisions(self, records: list[dict]) -> None:
+        """Per head `decision` and the ticket's `route` ("auto"/"review"), where a routing policy adds them."""
+        route_key = "_route" if "route" in self.task_names else "route"
         for record in records:
             for task in self.task_names:
                 decision = record.get(task, {}).get("decision")
                 if decision is not None:
                     self.decisions.labels(task, str(decision)).inc()
+            if record.get(route_key) is not None:
+                self.routes.labels(str(record[route_key])).inc()
 
 
 class MicroBatcher:
@@ -213,10 +219,10 @@ def model_info(router, model_dir: str | Path) -> dict:
         "lexical_weight": router.lexical_weight,
         "tasks": [{"name": s.name, "column": s.column, "labels": list(s.labels)} for s in router.specs],
     }
-    policy = Path(model_dir) / "policy.json"  # the routing policy, where the model has one (calibration issue)
+    policy = Path(model_dir) / "policy.json"  # the auto/review policy, where the model has one (issue 13)
     if policy.is_file():
-        data = json.loads(policy.read_text())
-        info["thresholds"] = data.get("thresholds", data) if isinstance(data, dict) else data
+        heads = json.loads(policy.read_text()).get("heads", {})
+        info["thresholds"] = {task: head.get("threshold") for task, head in heads.items()}
     return info
 
 
