@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -323,6 +324,9 @@ def _route_schema(router) -> dict:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     _require_packages()
+    # Before torch loads OpenMP: idle OpenMP threads sleep instead of spinning. Beside the event loop on a busy CPU,
+    # spinning made the PyTorch service 6x slower (1.6 vs 9.8 tickets/s at concurrency 1 here; BENCHMARKS.md).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import uvicorn
 
     from .router import Router
