@@ -312,7 +312,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=400, help="Requests per concurrency level, at most.")
     parser.add_argument("--seconds", type=float, default=45, help="Seconds per concurrency level, at most.")
     parser.add_argument("--soak-seconds", type=float, default=300)
-    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--max-wait-ms", type=float, default=2.0)
     parser.add_argument("--output", default=str(REPO / "bench" / "out" / "load.json"))
     parser.add_argument("--render", metavar="JSON", help="Only print the Markdown tables of a results file.")

@@ -142,3 +142,13 @@ def test_routing_an_export_does_not_import_torch(exports):
 def test_dynamo_exporter_matches_pytorch_too(router_dir, tmp_path):
     export_router(router_dir, tmp_path / "dynamo", exporter="dynamo")
     assert_same_routing(Router.from_pretrained(router_dir, device="cpu"), Router.from_pretrained(tmp_path / "dynamo"))
+
+
+def test_without_the_serve_extra_commands_say_what_to_install(router_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed: importing it raises ImportError
+    assert main(["export", "--model", str(router_dir), "--output", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == ('ticket-router: error: onnxruntime is not installed: '
+                                                'pip install "ticket_router[serve]"')
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    assert main(["serve", "--model", str(router_dir)]) == 2
+    assert "fastapi is not installed" in capsys.readouterr().err

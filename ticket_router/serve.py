@@ -36,7 +36,9 @@ _PATHS = ("/v1/route", "/v1/model", "/healthz", "/metrics")
 
 @dataclass
 class ServeSettings:
-    max_batch: int = 32  # tickets per encoder batch; a micro-batch closes when it holds this many
+    # Tickets per encoder batch; a micro-batch closes when it holds this many. Small on CPU: a batch is padded to
+    # its longest ticket, so at concurrency 32 batches of 8 served 38.9 tickets/s against 28.7 for 32 (int8).
+    max_batch: int = 8
     max_wait_ms: float = 2.0  # how long the first request of a micro-batch waits for others
     max_tickets: int = 256  # per request (413 beyond)
     max_body_bytes: int = 2 * 1024 * 1024  # per request (413 beyond)
