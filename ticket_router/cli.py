@@ -21,6 +21,8 @@ from typing import Any
 from .atomic import atomic_file
 from .config import TrainConfig, build_config
 from .errors import InputError
+from .export import add_export_command  # serve
+from .serve import add_serve_command  # serve
 
 logger = logging.getLogger("ticket_router")
 
@@ -278,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     shadow.add_argument("--seed", type=int, default=0)
     shadow.add_argument("--lexical-weight", type=float, help=_LEXICAL_WEIGHT_HELP + " Applies to every model compared.")
     shadow.set_defaults(func=cmd_shadow)
+
+    add_export_command(commands)  # serve: export.py
+    add_serve_command(commands)  # serve: serve.py
     return parser
 
 

@@ -24,21 +24,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
-from safetensors import SafetensorError
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer
 
 from .atomic import atomic_directory
-from .data import encode_labels, join_text_columns
 from .errors import InputError, first_line
-from .lexical import LexicalHeads, check_weight, fuse
-from .modeling import MultiTaskRouterModel, RouterConfig
+from .lexical import LexicalHeads, check_weight, fuse, softmax
 from .model_dir import SETTINGS_NAME, check_complete, check_replaceable
 from .tasks import TaskSpec
 
-if TYPE_CHECKING:  # imported when used: routing lines from stdin needs neither datasets nor the metrics
+# torch, transformers, datasets and the metrics are imported where they are used: an ONNX export (onnx_backend.py)
+# and routing lines from stdin need none of them, which saves seconds of start-up.
+if TYPE_CHECKING:
     import datasets
+    import torch
+
+    from .modeling import MultiTaskRouterModel
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +86,7 @@ class RouterSettings:
 class Router:
     def __init__(self, model: MultiTaskRouterModel, tokenizer, device: str | torch.device | None = None,
                  settings: RouterSettings | None = None, lexical: LexicalHeads | None = None):
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = model.to(self.device).eval()
+        self.model, self.device = self._place(model, device)
         self.tokenizer = tokenizer
         self.specs: list[TaskSpec] = model.config.task_specs()
         self.lexical = lexical
@@ -98,23 +97,47 @@ class Router:
 
     # ------------------------------------------------------------------ persistence
 
+    @staticmethod
+    def _place(model: MultiTaskRouterModel, device: str | torch.device | None):
+        """The model in eval mode on its device (CUDA when there is one), and that device."""
+        import torch
+
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        return model.to(device).eval(), device
+
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None) -> "Router":
         path = Path(path)
+        from .onnx_backend import is_export_dir  # an export dir runs with ONNX Runtime, without torch
+
+        if is_export_dir(path):
+            from .onnx_backend import OnnxRouter, load_export
+
+            (model, tokenizer), cls = load_export(path), OnnxRouter
+        else:
+            model, tokenizer = cls._load_torch(path)
+        components = {name: kind.load(path) for name, kind in COMPONENTS.items()}
+        settings = RouterSettings.load(path, components["lexical"])
+        return cls(model, tokenizer, device, settings=settings, **components)
+
+    @staticmethod
+    def _load_torch(path: Path):
+        """The saved model and its tokenizer, refusing a truncated or damaged directory in one line."""
+        from safetensors import SafetensorError
+        from transformers import AutoTokenizer
+
+        from .modeling import MultiTaskRouterModel, RouterConfig
+
         check_complete(path)
         try:
             config = RouterConfig.from_pretrained(path)
             if getattr(config, "model_type", None) != RouterConfig.model_type or not config.tasks:
                 raise InputError(f"{path}: config.json is not a ticket_router model (train one with `ticket-router train`)")
-            model = MultiTaskRouterModel.from_pretrained(path, config=config)
-            tokenizer = AutoTokenizer.from_pretrained(path)
+            return MultiTaskRouterModel.from_pretrained(path, config=config), AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError, SafetensorError) as error:  # a damaged weights, tokenizer or JSON file
             if isinstance(error, InputError):
                 raise
             raise InputError(f"{path}: damaged model directory: {first_line(error)}") from error
-        components = {name: kind.load(path) for name, kind in COMPONENTS.items()}
-        settings = RouterSettings.load(path, components["lexical"])
-        return cls(model, tokenizer, device, settings=settings, **components)
 
     def save_pretrained(self, directory: str | Path, extra_files: Mapping[str, str] | None = None,
                         keep: Sequence[str] = ()) -> Path:
@@ -179,6 +202,8 @@ class Router:
         return int(self.model.config.max_length)
 
     def texts_from_table(self, table: datasets.Dataset, source: str) -> list[str]:
+        from .data import join_text_columns
+
         return join_text_columns(table, self.text_columns, source, warn_blank=False)  # `route` warns once
 
     # ------------------------------------------------------------------ routing
@@ -196,27 +221,29 @@ class Router:
         lexical = self.lexical.predict_proba(texts)
         return {name: fuse(proba, lexical.get(name), self.lexical_weight) for name, proba in encoder.items()}
 
-    @torch.inference_mode()
     def encoder_proba(
         self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False
     ) -> dict[str, np.ndarray]:
         """Per task, an (n_texts, n_labels) array of the encoder heads' class probabilities."""
         order = np.argsort([-len(t) for t in texts], kind="stable")
         outputs = {spec.name: np.zeros((len(texts), spec.num_labels), dtype=np.float32) for spec in self.specs}
-        names = set(self.tokenizer.model_input_names)
         starts = range(0, len(texts), batch_size)
         for start in tqdm(starts, desc="Routing", disable=not show_progress, unit="batch"):
             rows = order[start:start + batch_size]
-            encoded = self.tokenizer([texts[i] for i in rows], padding=True, truncation=True,
-                                     max_length=self.max_length, return_tensors="pt")
-            logits = self._encoder_logits({k: v for k, v in encoded.items() if k in names})
-            for spec, task_logits in zip(self.specs, logits):
-                outputs[spec.name][rows] = torch.softmax(task_logits.float(), dim=-1).cpu().numpy()
+            for spec, task_logits in zip(self.specs, self._batch_logits([texts[i] for i in rows])):
+                outputs[spec.name][rows] = softmax(task_logits)
         return outputs
 
-    def _encoder_logits(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        """One tokenized batch through the encoder and heads: one (batch, n_labels) logit tensor per task."""
-        return self.model(**{k: v.to(self.device) for k, v in inputs.items()}).logits
+    def _batch_logits(self, texts: list[str]) -> list[np.ndarray]:
+        """One batch through the encoder: per task, (len(texts), n_labels) float32 logits (ONNX: onnx_backend)."""
+        import torch
+
+        encoded = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                                 return_tensors="pt")
+        names = set(self.tokenizer.model_input_names)
+        with torch.inference_mode():
+            logits = self.model(**{k: v.to(self.device) for k, v in encoded.items() if k in names}).logits
+        return [task_logits.float().cpu().numpy() for task_logits in logits]
 
     def route(self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False) -> list[dict]:
         """One record per ticket: {task: {"label", "confidence", "scores": {label: probability}}}."""
@@ -227,6 +254,9 @@ class Router:
 
     def evaluate(self, table: datasets.Dataset, source: str, strict: bool = False, batch_size: int = 32) -> dict:
         """{"tasks": {name: {accuracy, macro_f1, n}}, "mean_macro_f1"}; tasks whose column is absent are skipped."""
+        from .data import encode_labels, join_text_columns
+        from .metrics import multitask_metrics
+
         present = [s for s in self.specs if s.column in table.column_names]
         for spec in self.specs:
             if spec not in present:
@@ -234,8 +264,6 @@ class Router:
         if not present:
             columns = ", ".join(repr(s.column) for s in self.specs)
             raise InputError(f"{source}: none of the label columns {columns} is present; nothing to evaluate")
-        from .metrics import multitask_metrics
-
         gold = encode_labels(table, present, source, strict=strict)
         texts = join_text_columns(table, self.text_columns, source)
         probabilities = self.predict_proba(texts, batch_size, show_progress=True)
