@@ -15,13 +15,15 @@ from collections.abc import Sequence
 from dataclasses import MISSING, fields
 from pathlib import Path
 
+from .calibrate import add_calibrate_command
 from .config import TrainConfig, build_config
 from .errors import InputError
 
 logger = logging.getLogger("ticket_router")
 
 _LEXICAL_WEIGHT_HELP = "Share of the lexical heads in the fused probabilities (0: encoder heads alone). Default: as trained."
-_REPEATABLE = {"tasks": ("--task", "NAME=COLUMN"), "task_weights": ("--task-weight", "NAME=WEIGHT")}
+_REPEATABLE = {"tasks": ("--task", "NAME=COLUMN"), "task_weights": ("--task-weight", "NAME=WEIGHT"),
+               "task_targets": ("--task-target", "NAME=PRECISION")}
 
 
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
@@ -81,7 +83,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import read_table
 
     router = _router_loader(args.lexical_weight)(args.model)
-    metrics = router.evaluate(read_table(args.data), args.data, strict=args.strict, batch_size=args.batch_size)
+    metrics = router.evaluate(read_table(args.data), args.data, strict=args.strict, batch_size=args.batch_size,
+                              plots=args.plots)
     text = json.dumps(metrics, indent=2, sort_keys=True)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -128,23 +131,22 @@ def _write_predictions(path: str, records: list[dict], ids: list | None) -> None
         return
     if not path.endswith(".csv"):
         raise InputError(f"--output {path}: use .csv, .jsonl, .json or - (JSON lines on stdout)")
+    from .policy import flat_columns  # per head label, confidence, scores, decision; then route, review_reasons
+
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        tasks = list(records[0]) if records else []
-        header = ([id_key] if ids is not None else []) + [f"{t}_{k}" for t in tasks for k in ("label", "confidence", "scores")]
+        flat = [flat_columns(record) for record in records]
+        header = ([id_key] if ids is not None else []) + (list(flat[0]) if flat else [])
         writer.writerow(header)
-        for i, record in enumerate(records):
-            cells = [ids[i]] if ids is not None else []
-            for t in tasks:
-                cells += [record[t]["label"], record[t]["confidence"], json.dumps(record[t]["scores"])]
-            writer.writerow(cells)
+        for i, cells in enumerate(flat):
+            writer.writerow(([ids[i]] if ids is not None else []) + list(cells.values()))
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     router = _router_loader(args.lexical_weight)(args.model)
     text_columns = [c.strip() for c in args.text_columns.split(",")] if args.text_columns else None
     texts, ids = _read_tickets(args.input, router, text_columns)
-    records = router.route(texts, batch_size=args.batch_size, show_progress=args.output != "-")
+    records = router.route(texts, batch_size=args.batch_size, show_progress=args.output != "-", top_k=args.top_k)
     if args.output != "-":
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     _write_predictions(args.output, records, ids)
@@ -185,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--strict", action="store_true", help="Refuse labels the model never saw.")
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--lexical-weight", type=float, help=_LEXICAL_WEIGHT_HELP)
+    evaluate.add_argument("--plots", metavar="DIR", help="Write a risk-coverage PNG per task here.")
     evaluate.set_defaults(func=cmd_evaluate)
 
     predict = commands.add_parser("predict", help="Route tickets: label, confidence and scores per task.")
@@ -194,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--text-columns", help="Override the model's text columns for this file.")
     predict.add_argument("--batch-size", type=int, default=64)
     predict.add_argument("--lexical-weight", type=float, help=_LEXICAL_WEIGHT_HELP)
+    predict.add_argument("--top-k", type=int, default=0, metavar="K", help="Also list each head's K best labels.")
     predict.set_defaults(func=cmd_predict)
 
     shadow = commands.add_parser("shadow", help="Compare the multi-task router with the single-task baselines.")
@@ -207,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     shadow.add_argument("--seed", type=int, default=0)
     shadow.add_argument("--lexical-weight", type=float, help=_LEXICAL_WEIGHT_HELP + " Applies to every model compared.")
     shadow.set_defaults(func=cmd_shadow)
+
+    add_calibrate_command(commands)
     return parser
 
 

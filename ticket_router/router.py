@@ -22,6 +22,9 @@ from .errors import InputError
 from .lexical import LexicalHeads, check_weight, fuse
 from .metrics import multitask_metrics
 from .modeling import MultiTaskRouterModel, RouterConfig
+# Calibration and the auto/review policy (issue 13): calibration.py, policy.py, calibrate.py.
+from .calibration import Calibration
+from .policy import RoutingPolicy, decide, load_routing_files, routing_metrics
 from .tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -29,13 +32,16 @@ logger = logging.getLogger(__name__)
 
 class Router:
     def __init__(self, model: MultiTaskRouterModel, tokenizer, device: str | torch.device | None = None,
-                 lexical: LexicalHeads | None = None):
+                 lexical: LexicalHeads | None = None, calibration: Calibration | None = None,
+                 policy: RoutingPolicy | None = None):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.specs: list[TaskSpec] = model.config.task_specs()
         self.lexical = lexical
         self._lexical_weight = lexical.settings.weight if lexical is not None else 0.0
+        self.calibration = calibration  # temperatures applied after fusion (None: probabilities as the heads give them)
+        self.policy = policy  # auto/review thresholds and label-pair consistency (None: every decision "auto")
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None) -> "Router":
@@ -47,7 +53,8 @@ class Router:
             raise InputError(f"{path}: config.json is not a ticket_router model (train one with `ticket-router train`)")
         model = MultiTaskRouterModel.from_pretrained(path, config=config)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        return cls(model, tokenizer, device, lexical=LexicalHeads.load(path))
+        calibration, policy = load_routing_files(path)
+        return cls(model, tokenizer, device, lexical=LexicalHeads.load(path), calibration=calibration, policy=policy)
 
     @property
     def lexical_weight(self) -> float:
@@ -86,14 +93,17 @@ class Router:
         return join_text_columns(table, self.text_columns, source)
 
     def predict_proba(
-        self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False
+        self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False, calibrated: bool = True
     ) -> dict[str, np.ndarray]:
-        """Per task, an (n_texts, n_labels) array of class probabilities (encoder and lexical heads fused)."""
-        encoder = self.encoder_proba(texts, batch_size, show_progress)
-        if self.lexical is None or self.lexical_weight <= 0:
-            return encoder
-        lexical = self.lexical.predict_proba(texts)
-        return {name: fuse(proba, lexical.get(name), self.lexical_weight) for name, proba in encoder.items()}
+        """Per task, an (n_texts, n_labels) array of class probabilities (encoder and lexical heads fused, then
+        scaled by the stored temperatures unless `calibrated` is False)."""
+        probabilities = self.encoder_proba(texts, batch_size, show_progress)
+        if self.lexical is not None and self.lexical_weight > 0:
+            lexical = self.lexical.predict_proba(texts)
+            probabilities = {name: fuse(p, lexical.get(name), self.lexical_weight) for name, p in probabilities.items()}
+        if calibrated and self.calibration is not None:
+            probabilities = self.calibration.apply(probabilities, self.lexical_weight)
+        return probabilities
 
     @torch.inference_mode()
     def encoder_proba(
@@ -114,8 +124,10 @@ class Router:
                 outputs[spec.name][rows] = torch.softmax(task_logits.float(), dim=-1).cpu().numpy()
         return outputs
 
-    def route(self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False) -> list[dict]:
-        """One record per ticket: {task: {"label", "confidence", "scores": {label: probability}}}."""
+    def route(self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False,
+              top_k: int = 0) -> list[dict]:
+        """One record per ticket: {task: {"label", "confidence", "scores": {label: probability}, "decision"
+        ("auto"/"review"), with top_k > 0 "top_k": [{"label", "probability"}...]}, "route", "review_reasons"}."""
         probabilities = self.predict_proba(texts, batch_size, show_progress)
         records = []
         for i in range(len(texts)):
@@ -129,10 +141,13 @@ class Router:
                     "scores": {label: round(float(p), 6) for label, p in zip(spec.labels, scores)},
                 }
             records.append(record)
-        return records
+        return decide(records, probabilities, list(texts), self.specs, self.policy, top_k)
 
-    def evaluate(self, table: datasets.Dataset, source: str, strict: bool = False, batch_size: int = 32) -> dict:
-        """{"tasks": {name: {accuracy, macro_f1, n}}, "mean_macro_f1"}; tasks whose column is absent are skipped."""
+    def evaluate(self, table: datasets.Dataset, source: str, strict: bool = False, batch_size: int = 32,
+                 plots: str | Path | None = None) -> dict:
+        """{"tasks": {name: {accuracy, macro_f1, n, ece, aurc, and with a policy coverage, auto_precision, auto_n,
+        threshold}}, "mean_macro_f1"}; tasks whose column is absent are skipped. `plots`: a directory for one
+        risk-coverage PNG per task."""
         present = [s for s in self.specs if s.column in table.column_names]
         for spec in self.specs:
             if spec not in present:
@@ -142,4 +157,7 @@ class Router:
             raise InputError(f"{source}: none of the label columns {columns} is present; nothing to evaluate")
         gold = encode_labels(table, present, source, strict=strict)
         probabilities = self.predict_proba(self.texts_from_table(table, source), batch_size, show_progress=True)
-        return multitask_metrics(gold, [probabilities[s.name] for s in present], [s.name for s in present])
+        result = multitask_metrics(gold, [probabilities[s.name] for s in present], [s.name for s in present])
+        for name, extra in routing_metrics(gold, probabilities, present, self.policy, plots).items():
+            result["tasks"][name].update(extra)
+        return result

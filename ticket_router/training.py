@@ -19,6 +19,7 @@ import numpy as np
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
 
 from .backbone import load_backbone
+from .calibrate import calibrate_after_training
 from .config import TrainConfig
 from .data import build_task_specs, encode_labels, join_text_columns, label_counts, read_table, tokenize_dataset
 from .errors import InputError
@@ -182,12 +183,15 @@ def refit_lexical_heads(config: TrainConfig) -> dict:
     if lexical is not None:
         lexical.save(output)
     summary = json.loads((output / "metrics.json").read_text())
-    for key in ("tasks", "mean_macro_f1", "encoder_only", "lexical_only"):
+    for key in ("tasks", "mean_macro_f1", "encoder_only", "lexical_only", "calibration", "policy"):
         summary.pop(key, None)
     if data.eval_texts is not None:
         encoder = Router.from_pretrained(output).encoder_proba(data.eval_texts, batch_size=config.eval_batch_size)
         summary.update(evaluation_metrics(data.eval_labels, [encoder[s.name] for s in data.specs], data.specs,
                                           lexical, data.eval_texts))
+        # The fused probabilities changed: refit the temperatures and thresholds on them.
+        summary.update(calibrate_after_training(output, config, data.specs, data.train_labels, data.eval_labels,
+                                                [encoder[s.name] for s in data.specs], lexical, data.eval_texts))
     (output / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     logger.info("Refit the lexical heads of %s", output)
     return summary
@@ -254,6 +258,9 @@ def _save_outputs(trainer, config, eval_dataset, eval_texts, data, train_metrics
         # label_ids, not data.eval_labels: the evaluation set was reordered by length.
         encoder = [softmax(np.asarray(task_logits, dtype=np.float32)) for task_logits in logits]
         summary.update(evaluation_metrics(prediction.label_ids, encoder, data.specs, lexical, eval_texts))
+        # Temperatures and auto/review thresholds on the validation rows: calibration.json, policy.json.
+        summary.update(calibrate_after_training(output, config, data.specs, data.train_labels, prediction.label_ids,
+                                                encoder, lexical, eval_texts))
         summary["best_checkpoint"] = trainer.state.best_model_checkpoint
     (output / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if not config.keep_checkpoints:
