@@ -110,3 +110,17 @@ def test_risk_coverage_plot_draws_several_curves(tmp_path):
               "single-task": risk_coverage_curve(confidence, ~correct)}
     path = plot_risk_coverage(curves, "category", tmp_path / "rc.png", {"threshold 0.5": (0.5, 0.2)})
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_temperature_that_would_raise_ece_on_the_fit_rows_is_not_applied():
+    # A fused head that is calibrated already (labels drawn from its own probabilities): on these 300 rows the
+    # NLL-optimal temperature (0.95) would raise ECE from 0.057 to 0.079, so the head keeps T = 1.
+    rng = np.random.default_rng(7)
+    proba = 0.5 * softmax(rng.normal(0, 3, (300, 4))) + 0.5 * softmax(rng.normal(0, 1, (300, 4)))
+    labels = (rng.random(300)[:, None] > np.cumsum(proba, axis=1)).sum(axis=1)
+    specs = [TaskSpec("urgency", "priority", ["0", "1", "2", "3"], "int")]
+    calibration, report = fit_calibration({"urgency": proba}, labels[:, None], specs, 0.5, "v.csv")
+    assert calibration.temperatures == {"urgency": 1.0}
+    assert report["urgency"]["nll_optimal_temperature"] == pytest.approx(0.953, abs=0.01)
+    assert report["urgency"]["ece_after"] == report["urgency"]["ece_before"]
+    assert report["urgency"]["nll_after"] == report["urgency"]["nll_before"]

@@ -69,7 +69,8 @@ def _training_label_pairs(model_dir: Path, specs: list[TaskSpec]) -> list[LabelP
     config_path = model_dir / "training_config.json"
     train = read_json(config_path).get("train") if config_path.is_file() else None
     if not train or not Path(train).is_file():
-        logger.warning("%s: training file %r not found: no consistency check between heads", model_dir, train)
+        where = f"its training file {train} is not here" if train else "no training_config.json names its training file"
+        logger.warning("%s: %s: no consistency check between heads", model_dir, where)
         return []
     table = read_table(train)
     present = [s for s in specs if s.column in table.column_names]

@@ -7,6 +7,11 @@ differs from the logits by a per-row constant). T > 1 softens over-confident hea
 the predicted label never changes, so accuracy and macro-F1 do not move. T minimises the negative
 log-likelihood (NLL) of the gold labels on a labeled file with a bounded 1-D optimiser.
 
+NLL and calibration error are different targets: a fused head (the average of two distributions) can be well
+calibrated already and still gain NLL from sharpening, at the price of a larger ECE. A head whose NLL-optimal T
+raises its ECE on the fit file keeps T = 1 (the report names both), so scaling never makes confidences less
+truthful on the tickets it was fitted on.
+
 Saved beside the weights as `calibration.json` (sorted JSON, written atomically); `Router` applies it after
 fusion. It records the lexical weight it was fitted at: routing at another weight skips it, with a warning.
 """
@@ -119,14 +124,17 @@ def fit_calibration(probabilities: dict[str, np.ndarray], labels: np.ndarray, sp
         if rows < MIN_ROWS:
             logger.warning("%s: task %r has %d labeled row(s) (< %d): its temperature stays 1",
                            source, spec.name, rows, MIN_ROWS)
-            temperature = 1.0
-        else:
-            temperature = fit_temperature(proba, gold)
+        fitted = fit_temperature(proba, gold) if rows >= MIN_ROWS else 1.0
+        ece_before, ece_fitted = (Outcomes.from_proba(p, gold).ece() for p in (proba, scale(proba, fitted)))
+        temperature = fitted if ece_fitted is None or ece_fitted <= ece_before else 1.0
+        if temperature != fitted:
+            logger.info("%s: task %r: the NLL-optimal temperature %.3f would raise ECE here (%.4f -> %.4f): "
+                        "it keeps 1", source, spec.name, fitted, ece_before, ece_fitted)
         calibration.temperatures[spec.name], calibration.rows[spec.name] = temperature, rows
         scaled = scale(proba, temperature)
         report[spec.name] = {
-            "temperature": round(temperature, 4), "n": rows,
-            "ece_before": Outcomes.from_proba(proba, gold).ece(), "ece_after": Outcomes.from_proba(scaled, gold).ece(),
+            "temperature": round(temperature, 4), "nll_optimal_temperature": round(fitted, 4), "n": rows,
+            "ece_before": ece_before, "ece_after": Outcomes.from_proba(scaled, gold).ece(),
             "nll_before": nll(proba, gold), "nll_after": nll(scaled, gold),
         }
         logger.info("%s: task %r: temperature %.3f on %d rows, ECE %.4f -> %.4f", source, spec.name, temperature,
