@@ -212,3 +212,11 @@ def test_calibrate_and_predict_top_k_on_the_command_line(model_dir, tmp_path, ca
     rows = list(csv.DictReader(out.open()))
     assert {"category_decision", "category_top_k", "queue_decision", "route", "review_reasons"} <= set(rows[0])
     assert len(json.loads(rows[0]["category_top_k"])) == 2 and rows[0]["route"] in ("auto", "review")
+
+
+def test_a_reused_training_ignores_the_policy_keys():
+    # They shape calibration.json and policy.json, not the weights: `--reuse` refits those with the new keys.
+    from ticket_router.training import _comparable
+
+    saved = {"train": "t.csv", "seed": 42, "output": "a"}
+    assert _comparable({**saved, "target_precision": 0.8, "task_targets": {"queue": 0.9}}) == _comparable(saved)

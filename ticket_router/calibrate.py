@@ -24,6 +24,9 @@ from .tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
 
+# The TrainConfig keys of the routing policy: they change calibration.json/policy.json, never the weights.
+POLICY_KEYS = ("target_precision", "target_coverage", "task_targets", "consistency")
+
 
 def fit_routing(probabilities: dict[str, np.ndarray], labels: np.ndarray, specs: list[TaskSpec],
                 lexical_weight: float, targets: PolicyTargets, label_pairs: list[LabelPairs],

@@ -19,7 +19,7 @@ import numpy as np
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
 
 from .backbone import load_backbone
-from .calibrate import calibrate_after_training
+from .calibrate import POLICY_KEYS, calibrate_after_training
 from .config import TrainConfig
 from .data import build_task_specs, encode_labels, join_text_columns, label_counts, read_table, tokenize_dataset
 from .errors import InputError
@@ -161,8 +161,10 @@ def trained_with(config: TrainConfig) -> bool:
 
 
 def _comparable(values: dict) -> dict:
-    """A saved config without its output, data paths resolved (a relative and an absolute path to one file agree)."""
-    values = {key: value for key, value in values.items() if key != "output"}
+    """A saved config without its output, data paths resolved (a relative and an absolute path to one file agree).
+
+    The routing-policy keys are left out too: a reused training refits its calibration with the current ones."""
+    values = {key: value for key, value in values.items() if key != "output" and key not in POLICY_KEYS}
     for key in ("train", "validation"):
         if values.get(key):
             values[key] = str(Path(values[key]).resolve())
