@@ -257,6 +257,7 @@ def routing_metrics(gold: np.ndarray, probabilities: dict[str, np.ndarray], spec
                                                                                 1 - metrics["auto_precision"])
             plot_risk_coverage({"router": risk_coverage_curve(outcomes.confidence, outcomes.correct)},
                                f"{spec.name}: risk-coverage ({len(outcomes)} tickets)",
-                               Path(plots) / f"risk_coverage_{spec.name}.png", points)
+                               Path(plots) / f"risk_coverage_{spec.name}.png", points,
+                               1 - head.target_precision if head is not None and head.target_precision else None)
         result[spec.name] = metrics
     return result

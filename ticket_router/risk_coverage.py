@@ -76,10 +76,11 @@ def policy_outcome(outcomes: Outcomes, threshold: float | None) -> dict:
 
 def plot_risk_coverage(
     curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str, path: str | Path,
-    operating_points: Mapping[str, tuple[float, float]] | None = None,
+    operating_points: Mapping[str, tuple[float, float]] | None = None, target_risk: float | None = None,
 ) -> Path:
-    """One PNG with a risk-coverage curve per entry of `curves` (e.g. multi-task and single-task), and each
-    operating point (coverage, risk) of a stored policy as a marker."""
+    """One PNG with a risk-coverage curve per entry of `curves` (e.g. multi-task and single-task), each
+    operating point (coverage, risk) of a stored policy as a marker, and the target risk (1 - target precision)
+    as a dashed line: the coverage where a curve crosses it is what that target buys."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless servers and CI
@@ -89,6 +90,8 @@ def plot_risk_coverage(
     try:
         for name, (coverage, risk) in curves.items():
             ax.plot(coverage, risk, label=name)
+        if target_risk is not None:
+            ax.axhline(target_risk, linestyle="--", color="grey", label=f"target risk {target_risk:.2f}")
         for name, (coverage, risk) in (operating_points or {}).items():
             ax.plot([coverage], [risk], marker="o", linestyle="none", color="black")
             ax.annotate(name, (coverage, risk), textcoords="offset points", xytext=(6, -12), fontsize=8)
