@@ -62,18 +62,21 @@ def test_train_evaluate_predict_with_free_task_names_int_labels_partial_labels(t
     assert [line.split()[0] for line in heads] == ["type", "id", "train"]
     assert mean.split() == ["mean", *(f"{saved[part]['mean_macro_f1']:.3f}" for part in ("encoder_only", "lexical_only")),
                             f"{saved['mean_macro_f1']:.3f}"]
+    # Issue 13: temperatures and auto/review thresholds fitted on the validation file (tests/test_policy.py).
+    assert (model / "calibration.json").is_file() and (model / "policy.json").is_file()
+    assert set(saved["calibration"]["type"]) >= {"temperature", "ece_before", "ece_after", "nll_before", "nll_after"}
 
     assert main(["evaluate", "--model", str(model), "--data", str(val), "--output", str(tmp_path / "m.json")]) == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert set(metrics) == {"tasks", "mean_macro_f1"}
     for task in metrics["tasks"].values():
-        assert set(task) == {"accuracy", "macro_f1", "n"} and 0 <= task["macro_f1"] <= 1
+        assert {"accuracy", "macro_f1", "n", "ece", "aurc", "coverage"} <= set(task) and 0 <= task["macro_f1"] <= 1
     assert metrics["tasks"] == json.loads(capsys.readouterr().out)["tasks"]
 
     out_jsonl = tmp_path / "pred.jsonl"
     assert main(["predict", "--model", str(model), "--input", str(val), "--output", str(out_jsonl)]) == 0
     records = [json.loads(line) for line in out_jsonl.read_text().splitlines()]
-    assert len(records) == 18 and set(records[0]) == {"type", "id", "train"}  # no id column in val.csv
+    assert len(records) == 18 and set(records[0]) == {"type", "id", "train", "route", "review_reasons"}  # no id column in val.csv
     assert isinstance(records[0]["type"]["label"], int)  # integer labels come back as integers
     assert set(records[0]["id"]["scores"]) == {"billing", "hw", "identity"}
     assert sum(records[0]["train"]["scores"].values()) == pytest.approx(1.0, abs=1e-4)
@@ -104,13 +107,14 @@ def test_lexical_heads_are_fitted_saved_fused_and_scored_apart(tmp_path, files, 
     assert main(["evaluate", "--model", str(model), "--data", str(val), "--output", str(tmp_path / "m.json")]) == 0
     evaluated = json.loads((tmp_path / "m.json").read_text())["tasks"]
     for task, scores in saved["tasks"].items():  # `evaluate` routes through the same fusion as training scored
-        assert evaluated[task] == pytest.approx(scores)
+        assert {key: evaluated[task][key] for key in scores} == pytest.approx(scores)
     router.lexical_weight = 0.0
     assert router.predict_proba(texts)["type"] == pytest.approx(encoder["type"])
     # --lexical-weight overrides the trained share at evaluation time: 1 routes with the lexical heads alone.
     assert main(["evaluate", "--model", str(model), "--data", str(val), "--lexical-weight", "1",
                  "--output", str(tmp_path / "lex.json")]) == 0
-    assert json.loads((tmp_path / "lex.json").read_text())["tasks"]["type"] == pytest.approx(
+    lexical_only = json.loads((tmp_path / "lex.json").read_text())["tasks"]["type"]
+    assert {key: lexical_only[key] for key in saved["lexical_only"]["tasks"]["type"]} == pytest.approx(
         saved["lexical_only"]["tasks"]["type"])
 
 
@@ -156,7 +160,8 @@ def test_refit_scores_fuse_the_encoder_probabilities_as_router_does(tmp_path, fi
     monkeypatch.setattr(Router, "encoder_proba", confident)
     summary = refit_lexical_heads(TrainConfig(**json.loads((model / "training_config.json").read_text())))
     expected = Router.from_pretrained(model).evaluate(read_table(val), str(val))
-    assert summary["tasks"] == expected["tasks"]
+    assert summary["tasks"] == {task: {key: expected["tasks"][task][key] for key in scores}
+                                for task, scores in summary["tasks"].items()}
 
 
 def test_lexical_weight_without_lexical_heads_is_refused(tmp_path, files, distilbert_dir, capsys):
@@ -188,7 +193,7 @@ def test_predict_stdin_to_stdout(tmp_path, files, distilbert_dir, monkeypatch, c
     capsys.readouterr()
     assert main(["-q", "predict", "--model", str(model), "--input", "-", "--output", "-"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2 and set(json.loads(lines[0])) == {"type", "id", "train"}  # piped: JSON lines
+    assert len(lines) == 2 and set(json.loads(lines[0])) == {"type", "id", "train", "route", "review_reasons"}  # piped: JSON lines
     monkeypatch.setattr("sys.stdin", io.StringIO("my printer jams\nrefund my card\n"))
     assert main(["-q", "predict", "--model", str(model), "--input", "-", "--output", "-", "--format", "table"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()

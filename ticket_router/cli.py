@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_file
+from .calibrate import add_calibrate_command
 from .config import TrainConfig, build_config
 from .errors import InputError
 from .export import add_export_command  # serve
@@ -28,7 +29,8 @@ logger = logging.getLogger("ticket_router")
 
 _LEXICAL_WEIGHT_HELP = "Share of the lexical heads in the fused probabilities (0: encoder heads alone). Default: as trained."
 _ENCODING_HELP = "Text encoding of the input file (default utf-8, e.g. latin-1, cp1252)."
-_REPEATABLE = {"tasks": ("--task", "NAME=COLUMN"), "task_weights": ("--task-weight", "NAME=WEIGHT")}
+_REPEATABLE = {"tasks": ("--task", "NAME=COLUMN"), "task_weights": ("--task-weight", "NAME=WEIGHT"),
+               "task_targets": ("--task-target", "NAME=PRECISION")}
 
 
 def _flag_kind(annotation: Any) -> tuple[Any, dict[str, Any]]:
@@ -111,7 +113,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     table = read_table(args.data, encoding=args.encoding)  # before the model: a bad file fails fast
     router = _router_loader(args.lexical_weight)(args.model)
-    metrics = router.evaluate(table, args.data, strict=args.strict, batch_size=args.batch_size)
+    metrics = router.evaluate(table, args.data, strict=args.strict, batch_size=args.batch_size, plots=args.plots)
     text = json.dumps(metrics, indent=2, sort_keys=True)
     if args.output:
         with atomic_file(args.output) as handle:
@@ -183,16 +185,15 @@ def _write_predictions(path: str, records: list[dict], ids: list | None) -> None
         with atomic_file(path) as handle:
             handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         return
+    from .policy import flat_columns  # per head label, confidence, scores, decision; then route, review_reasons
+
     with atomic_file(path, newline="") as handle:
         writer = csv.writer(handle)
-        tasks = list(records[0]) if records else []
-        header = ([id_key] if ids is not None else []) + [f"{t}_{k}" for t in tasks for k in ("label", "confidence", "scores")]
+        flat = [flat_columns(record) for record in records]
+        header = ([id_key] if ids is not None else []) + (list(flat[0]) if flat else [])
         writer.writerow(header)
-        for i, record in enumerate(records):
-            cells = [ids[i]] if ids is not None else []
-            for t in tasks:
-                cells += [record[t]["label"], record[t]["confidence"], json.dumps(record[t]["scores"])]
-            writer.writerow(cells)
+        for i, cells in enumerate(flat):
+            writer.writerow(([ids[i]] if ids is not None else []) + list(cells.values()))
 
 
 def _output_format(args: argparse.Namespace) -> str:
@@ -208,7 +209,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     router = _router_loader(args.lexical_weight)(args.model)
     text_columns = [c.strip() for c in args.text_columns.split(",")] if args.text_columns else router.text_columns
     texts, ids = _read_tickets(args, text_columns)
-    records = router.route(texts, batch_size=args.batch_size, show_progress=args.output != "-")
+    records = router.route(texts, batch_size=args.batch_size, show_progress=args.output != "-",
+                           top_k=args.top_k)
     if output_format == "table":
         from .console import prediction_lines
 
@@ -253,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--lexical-weight", type=float, help=_LEXICAL_WEIGHT_HELP)
     evaluate.add_argument("--encoding", help=_ENCODING_HELP)
+    evaluate.add_argument("--plots", metavar="DIR", help="Write a risk-coverage PNG per task here.")
     evaluate.set_defaults(func=cmd_evaluate)
 
     predict = commands.add_parser("predict", help="Route tickets: label, confidence and scores per task.")
@@ -267,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--text-columns", help="Override the model's text columns for this file.")
     predict.add_argument("--batch-size", type=int, default=64)
     predict.add_argument("--lexical-weight", type=float, help=_LEXICAL_WEIGHT_HELP)
+    predict.add_argument("--top-k", type=int, default=0, metavar="K", help="Also list each head's K best labels.")
     predict.set_defaults(func=cmd_predict)
 
     shadow = commands.add_parser("shadow", help="Compare the multi-task router with the single-task baselines.")
@@ -283,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_export_command(commands)  # serve: export.py
     add_serve_command(commands)  # serve: serve.py
+    add_calibrate_command(commands)  # calibrate.py
     return parser
 
 

@@ -56,6 +56,11 @@ class TrainConfig(MultiTaskKnobs):
     logging_steps: int = field(default=10, metadata={"help": "Log losses and task weights every N steps."})
     lexical_weight: float = field(default=0.5, metadata={"help": "Fuse each head with a TF-IDF n-gram logistic regression: this share of the probabilities (0: encoder heads alone)."})
     drop_partial_rows: bool = field(default=False, metadata={"help": "Drop rows missing any task label (ablation; the default masks the loss instead)."})
+    # The auto/review routing policy fitted on the validation file after training (issue 13; policy.py).
+    target_precision: float = field(default=0.9, metadata={"help": "Per head, the confidence threshold whose auto-routed validation tickets reach this precision; the rest go to review."})
+    target_coverage: float | None = field(default=None, metadata={"help": "Instead of target_precision: the share of tickets each head routes automatically."})
+    task_targets: dict[str, float] = field(default_factory=dict, metadata={"help": "NAME=PRECISION, repeatable: one head's own target precision."})
+    consistency: bool = field(default=True, metadata={"help": "Send predicted label pairs of two heads never seen together in training to review."})
     strict: bool = field(default=False, metadata={"help": "Refuse validation labels the training data does not have."})
     keep_checkpoints: bool = field(default=False, metadata={"help": "Keep OUTPUT/checkpoints after training."})
     resume: bool = field(default=False, metadata={"help": "Resume from the last checkpoint in OUTPUT/checkpoints."})
@@ -81,8 +86,10 @@ class TrainConfig(MultiTaskKnobs):
             raise InputError(f"dropout={self.dropout!r} must be in [0, 1)")
         from .lexical import check_weight  # imported here: `ticket-router --help` must not load torch
         from .modeling import Pooling
+        from .policy import PolicyTargets
 
         check_weight(self.lexical_weight)
+        PolicyTargets(self.target_precision, self.target_coverage, self.task_targets).validate(list(self.tasks))
         poolings = [p.value for p in Pooling]
         if self.pooling not in poolings:
             raise InputError(f"pooling={self.pooling!r} is not one of {', '.join(poolings)}"
@@ -121,11 +128,11 @@ def normalise(key: str, value: Any) -> Any:
         return _as_list(value)
     if key == "tasks":
         return parse_task_mapping(value if isinstance(value, (dict, list)) else _as_list(value))
-    if key == "task_weights":
+    if key in ("task_weights", "task_targets"):
         try:
             return {name: float(weight) for name, weight in _pairs(value, key).items()}
         except ValueError as error:
-            raise InputError(f"task_weights: {error}") from None
+            raise InputError(f"{key}: {error}") from None
     return value
 
 

@@ -45,11 +45,13 @@ def _shorten(text: str) -> str:
 
 
 def prediction_lines(records: Sequence[dict], texts: Sequence[str], ids: Sequence | None) -> list[str]:
-    """One aligned line per ticket: its id (or number), each task's label and confidence, the ticket's start."""
+    """One aligned line per ticket: its id (or number), each task's label and confidence, the overall route where
+    the record has one (auto / review), the ticket's start."""
     rows = []
     for i, (record, text) in enumerate(zip(records, texts)):
-        decisions = [f"{task}={d['label']} ({d['confidence']:.2f})" for task, d in record.items()]
-        rows.append([str(ids[i]) if ids is not None else f"#{i + 1}", *decisions, _shorten(text)])
+        heads = [f"{task}={d['label']} ({d['confidence']:.2f})" for task, d in record.items() if isinstance(d, dict)]
+        routes = [f"-> {value}" for value in record.values() if value in ("auto", "review")]
+        rows.append([str(ids[i]) if ids is not None else f"#{i + 1}", *heads, *routes, _shorten(text)])
     if not rows:
         return []
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]) - 1)]

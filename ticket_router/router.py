@@ -30,6 +30,8 @@ from .atomic import atomic_directory
 from .errors import InputError, first_line
 from .lexical import LexicalHeads, check_weight, fuse, softmax
 from .model_dir import SETTINGS_NAME, check_complete, check_replaceable
+from .calibration import Calibration  # temperatures per head (issue 13)
+from .policy import RoutingPolicy, decide, log_missing_routing_files, routing_metrics
 from .tasks import TaskSpec
 
 # torch, transformers, datasets and the metrics are imported where they are used: an ONNX export (onnx_backend.py)
@@ -55,6 +57,8 @@ class Component(Protocol):
 # keyword of `Router.__init__`.
 COMPONENTS: dict[str, type[Component]] = {
     "lexical": LexicalHeads,
+    "calibration": Calibration,
+    "policy": RoutingPolicy,
 }
 
 
@@ -85,11 +89,14 @@ class RouterSettings:
 
 class Router:
     def __init__(self, model: MultiTaskRouterModel, tokenizer, device: str | torch.device | None = None,
-                 settings: RouterSettings | None = None, lexical: LexicalHeads | None = None):
+                 settings: RouterSettings | None = None, lexical: LexicalHeads | None = None,
+                 calibration: Calibration | None = None, policy: RoutingPolicy | None = None):
         self.model, self.device = self._place(model, device)
         self.tokenizer = tokenizer
         self.specs: list[TaskSpec] = model.config.task_specs()
         self.lexical = lexical
+        self.calibration = calibration  # temperatures applied after fusion (None: probabilities as the heads give them)
+        self.policy = policy  # auto/review thresholds and label-pair consistency (None: every decision "auto")
         if settings is None:
             settings = RouterSettings(lexical_weight=lexical.settings.weight if lexical is not None else 0.0)
         self.settings = settings
@@ -118,6 +125,7 @@ class Router:
             model, tokenizer = cls._load_torch(path)
         components = {name: kind.load(path) for name, kind in COMPONENTS.items()}
         settings = RouterSettings.load(path, components["lexical"])
+        log_missing_routing_files(path, components["calibration"], components["policy"])
         return cls(model, tokenizer, device, settings=settings, **components)
 
     @staticmethod
@@ -209,17 +217,22 @@ class Router:
     # ------------------------------------------------------------------ routing
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False,
-                      encoder_proba: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                      encoder_proba: Mapping[str, np.ndarray] | None = None,
+                      calibrated: bool = True) -> dict[str, np.ndarray]:
         """Per task, an (n_texts, n_labels) array of the routed class probabilities: THE place they are made.
 
-        Encoder and lexical heads fused by `lexical_weight`. `encoder_proba` passes the encoder heads' output when
-        the caller already has it (training scores each part too).
+        Encoder and lexical heads fused by `lexical_weight`, then scaled by the stored temperatures unless
+        `calibrated` is False. `encoder_proba` passes the encoder heads' output when the caller already has it
+        (training scores each part too).
         """
         encoder = encoder_proba if encoder_proba is not None else self.encoder_proba(texts, batch_size, show_progress)
-        if self.lexical is None or self.lexical_weight <= 0:
-            return dict(encoder)
-        lexical = self.lexical.predict_proba(texts)
-        return {name: fuse(proba, lexical.get(name), self.lexical_weight) for name, proba in encoder.items()}
+        probabilities = dict(encoder)
+        if self.lexical is not None and self.lexical_weight > 0:
+            lexical = self.lexical.predict_proba(texts)
+            probabilities = {name: fuse(p, lexical.get(name), self.lexical_weight) for name, p in encoder.items()}
+        if calibrated and self.calibration is not None:
+            probabilities = self.calibration.apply(probabilities, self.lexical_weight)
+        return probabilities
 
     def encoder_proba(
         self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False
@@ -245,15 +258,21 @@ class Router:
             logits = self.model(**{k: v.to(self.device) for k, v in encoded.items() if k in names}).logits
         return [task_logits.float().cpu().numpy() for task_logits in logits]
 
-    def route(self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False) -> list[dict]:
-        """One record per ticket: {task: {"label", "confidence", "scores": {label: probability}}}."""
+    def route(self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False,
+              top_k: int = 0) -> list[dict]:
+        """One record per ticket: {task: {"label", "confidence", "scores": {label: probability}, "decision"
+        ("auto"/"review"), with top_k > 0 "top_k": [{"label", "probability"}...]}, "route", "review_reasons"}."""
         _warn_blank(texts)
         probabilities = self.predict_proba(texts, batch_size, show_progress)
-        return [{spec.name: _decision(spec, probabilities[spec.name][i]) for spec in self.specs}
-                for i in range(len(texts))]
+        records = [{spec.name: _decision(spec, probabilities[spec.name][i]) for spec in self.specs}
+                   for i in range(len(texts))]
+        return decide(records, probabilities, list(texts), self.specs, self.policy, top_k)
 
-    def evaluate(self, table: datasets.Dataset, source: str, strict: bool = False, batch_size: int = 32) -> dict:
-        """{"tasks": {name: {accuracy, macro_f1, n}}, "mean_macro_f1"}; tasks whose column is absent are skipped."""
+    def evaluate(self, table: datasets.Dataset, source: str, strict: bool = False, batch_size: int = 32,
+                 plots: str | Path | None = None) -> dict:
+        """{"tasks": {name: {accuracy, macro_f1, n, ece, aurc, and with a policy coverage, auto_precision, auto_n,
+        threshold}}, "mean_macro_f1"}; tasks whose column is absent are skipped. `plots`: a directory for one
+        risk-coverage PNG per task."""
         from .data import encode_labels, join_text_columns
         from .metrics import multitask_metrics
 
@@ -267,7 +286,10 @@ class Router:
         gold = encode_labels(table, present, source, strict=strict)
         texts = join_text_columns(table, self.text_columns, source)
         probabilities = self.predict_proba(texts, batch_size, show_progress=True)
-        return multitask_metrics(gold, [probabilities[s.name] for s in present], [s.name for s in present])
+        result = multitask_metrics(gold, [probabilities[s.name] for s in present], [s.name for s in present])
+        for name, extra in routing_metrics(gold, probabilities, present, self.policy, plots).items():
+            result["tasks"][name].update(extra)
+        return result
 
 
 def _decision(spec: TaskSpec, scores: np.ndarray) -> dict:

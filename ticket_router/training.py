@@ -18,6 +18,7 @@ import numpy as np
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
 
 from .backbone import load_backbone
+from .calibrate import POLICY_KEYS, fit_after_training
 from .config import TRAINER_KEYS, TrainConfig
 from .data import build_task_specs, encode_labels, join_text_columns, label_counts, read_table, tokenize_dataset
 from .errors import InputError
@@ -161,8 +162,7 @@ class FinishedTraining:
             "task_weights": self.trainer.task_weights_now(),
         }
         if self.data.eval_texts is not None:
-            summary.update(evaluation_metrics(router, self.data.eval_texts, self.data.eval_labels,
-                                              self.data.specs, self.config.eval_batch_size))
+            summary.update(validation_summary(router, self.config, self.data))
             summary["best_checkpoint"] = state.best_model_checkpoint
         return summary
 
@@ -193,8 +193,10 @@ def trained_with(config: TrainConfig) -> bool:
 def _comparable(values: dict) -> dict:
     """A saved config without its output, data paths resolved (a relative and an absolute path to one file agree).
 
-    Keys added since it was saved take their defaults, which is how that training ran."""
-    values = {key: value for key, value in {**asdict(TrainConfig()), **values}.items() if key != "output"}
+    Keys added since it was saved take their defaults, which is how that training ran. The routing-policy keys are
+    left out: a reused training refits its calibration with the current ones."""
+    values = {key: value for key, value in {**asdict(TrainConfig()), **values}.items()
+              if key != "output" and key not in POLICY_KEYS}
     for key in ("train", "validation"):
         if values.get(key):
             values[key] = str(Path(values[key]).resolve())
@@ -212,11 +214,10 @@ def refit_lexical_heads(config: TrainConfig) -> dict:
     router = Router.from_pretrained(output)
     router.set_lexical(fit_lexical_heads(config, data), config.lexical_weight)
     summary = json.loads((output / "metrics.json").read_text())
-    for key in ("tasks", "mean_macro_f1", "encoder_only", "lexical_only"):
+    for key in ("tasks", "mean_macro_f1", "encoder_only", "lexical_only", "calibration", "policy"):
         summary.pop(key, None)
     if data.eval_texts is not None:
-        summary.update(evaluation_metrics(router, data.eval_texts, data.eval_labels, data.specs,
-                                          config.eval_batch_size))
+        summary.update(validation_summary(router, config, data))
     # The previous weights file is moved into the new directory as it is: the encoder is untouched, to the byte.
     router.save_pretrained(output, extra_files={"metrics.json": _summary_json(summary)},
                            keep=("checkpoints", "training_config.json", "log_history.json", "model.safetensors"))
@@ -246,14 +247,25 @@ def fit_lexical_heads(config: TrainConfig, data: PreparedData) -> LexicalHeads |
     return lexical
 
 
+def validation_summary(router: Router, config: TrainConfig, data: PreparedData) -> dict:
+    """metrics.json's scores on the validation rows, then the temperatures and auto/review thresholds fitted on
+    them (set on `router`, saved with it as calibration.json and policy.json)."""
+    encoder = router.encoder_proba(data.eval_texts, config.eval_batch_size)
+    summary = evaluation_metrics(router, data.eval_texts, data.eval_labels, data.specs, encoder_proba=encoder)
+    summary.update(fit_after_training(router, config, data.specs, data.train_labels, data.eval_labels,
+                                      data.eval_texts, encoder))
+    return summary
+
+
 def evaluation_metrics(router: Router, texts: list[str], labels: np.ndarray, specs: list[TaskSpec],
-                       batch_size: int = 64) -> dict:
+                       batch_size: int = 64, encoder_proba: dict[str, np.ndarray] | None = None) -> dict:
     """Scores of `router` as it routes (`Router.predict_proba`); with lexical heads fused, also each part's alone.
 
     `labels` has one column per spec of `specs`, in their order (a reloaded config may list the tasks in another).
+    `encoder_proba`: the encoder heads' probabilities on `texts`, where the caller has them already.
     """
     names = [spec.name for spec in specs]
-    encoder = router.encoder_proba(texts, batch_size)
+    encoder = encoder_proba if encoder_proba is not None else router.encoder_proba(texts, batch_size)
     fused = router.predict_proba(texts, batch_size, encoder_proba=encoder)
     result = multitask_metrics(labels, [fused[name] for name in names], names)
     if router.lexical is None or router.lexical_weight <= 0:

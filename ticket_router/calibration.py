@@ -1,0 +1,175 @@
+"""Temperature scaling: one temperature per head, so that a confidence of 0.8 is right about 80% of the time.
+
+The temperature is fitted on the probabilities the router actually emits: fused with the lexical heads where
+they are on, so there are no logits to divide. Scaling log-probabilities does the same job: p^(1/T)
+renormalised is softmax(log p / T), which for the encoder heads alone is exactly softmax(logits / T) (log p
+differs from the logits by a per-row constant). T > 1 softens over-confident heads, T < 1 sharpens timid ones;
+the predicted label never changes, so accuracy and macro-F1 do not move. T minimises the negative
+log-likelihood (NLL) of the gold labels on a labeled file with a bounded 1-D optimiser.
+
+NLL and calibration error are different targets: a fused head (the average of two distributions) can be well
+calibrated already and still gain NLL from sharpening, at the price of a larger ECE. A head whose NLL-optimal T
+raises its ECE on the fit file keeps T = 1 (the report names both), so scaling never makes confidences less
+truthful on the tickets it was fitted on.
+
+Saved beside the weights as `calibration.json` (sorted JSON, written atomically); `Router` applies it after
+fusion. It records the lexical weight it was fitted at: routing at another weight skips it, with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from .errors import InputError
+from .lexical import softmax
+from .risk_coverage import Outcomes
+from .tasks import TaskSpec
+
+logger = logging.getLogger(__name__)
+
+CALIBRATION_NAME = "calibration.json"
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+# Below this many labeled rows a head keeps T = 1: a temperature fitted on a handful of tickets is noise.
+MIN_ROWS = 20
+_FLOOR = 1e-12  # log(0) guard: a fused probability of exactly 0 cannot come back, but it must not be -inf
+
+
+def _log_proba(proba: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(np.asarray(proba, dtype=np.float64), _FLOOR, 1.0))
+
+
+def scale(proba: np.ndarray, temperature: float) -> np.ndarray:
+    """p^(1/T) renormalised over each row, i.e. softmax(log p / T)."""
+    if temperature == 1.0:
+        return proba
+    return softmax(_log_proba(proba) / temperature).astype(np.asarray(proba).dtype)
+
+
+def nll(proba: np.ndarray, labels: np.ndarray) -> float | None:
+    """Mean negative log-likelihood of the gold labels (rows with a known label only)."""
+    keep = np.asarray(labels) >= 0
+    if not keep.any():
+        return None
+    picked = np.asarray(proba)[keep][np.arange(int(keep.sum())), np.asarray(labels)[keep]]
+    return float(-_log_proba(picked).mean())
+
+
+def fit_temperature(proba: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature minimising the NLL of `labels` (class ids; negative ids are left out)."""
+    keep = np.asarray(labels) >= 0
+    log_p, gold = _log_proba(np.asarray(proba)[keep]), np.asarray(labels)[keep]
+    if len(gold) == 0:
+        raise InputError("cannot fit a temperature without labeled rows")
+    rows = np.arange(len(gold))
+
+    def loss(log_t: float) -> float:
+        z = log_p / math.exp(log_t)
+        top = z.max(axis=1)
+        log_norm = top + np.log(np.exp(z - top[:, None]).sum(axis=1))
+        return float((log_norm - z[rows, gold]).mean())
+
+    # Searching log T keeps the optimiser's steps even between sharpening and softening.
+    low, high = (math.log(b) for b in TEMPERATURE_BOUNDS)
+    result = minimize_scalar(loss, bounds=(low, high), method="bounded", options={"xatol": 1e-5})
+    return float(math.exp(result.x))
+
+
+@dataclass
+class Calibration:
+    """Per head, the temperature applied to the emitted probabilities (heads not listed keep T = 1)."""
+
+    temperatures: dict[str, float] = field(default_factory=dict)
+    lexical_weight: float = 0.0  # the fusion the temperatures were fitted for
+    fitted_on: str | None = None  # the labeled file
+    rows: dict[str, int] = field(default_factory=dict)  # labeled rows per head it was fitted on
+
+    def apply(self, probabilities: dict[str, np.ndarray], lexical_weight: float) -> dict[str, np.ndarray]:
+        if not math.isclose(lexical_weight, self.lexical_weight, abs_tol=1e-9):
+            logger.warning("calibration.json was fitted at lexical_weight=%s; routing at %s uncalibrated",
+                           self.lexical_weight, lexical_weight)
+            return probabilities
+        return {name: scale(p, self.temperatures.get(name, 1.0)) for name, p in probabilities.items()}
+
+    def save(self, directory: str | Path) -> Path:
+        return write_json_atomic(Path(directory) / CALIBRATION_NAME, asdict(self))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Calibration | None":
+        path = Path(directory) / CALIBRATION_NAME
+        return cls(**known_keys(cls, read_json(path), path)) if path.is_file() else None
+
+
+def fit_calibration(probabilities: dict[str, np.ndarray], labels: np.ndarray, specs: list[TaskSpec],
+                    lexical_weight: float, source: str | None) -> tuple[Calibration, dict[str, dict]]:
+    """Fit every head present in `probabilities` on the label matrix (columns in `specs` order).
+
+    Returns the calibration and, per head, its temperature with the ECE and NLL before and after on these rows.
+    """
+    calibration = Calibration(lexical_weight=lexical_weight, fitted_on=source)
+    report = {}
+    for t, spec in enumerate(specs):
+        if spec.name not in probabilities:
+            continue
+        proba, gold = probabilities[spec.name], labels[:, t]
+        rows = int((gold >= 0).sum())
+        if rows < MIN_ROWS:
+            logger.warning("%s: task %r has %d labeled row(s) (< %d): its temperature stays 1",
+                           source, spec.name, rows, MIN_ROWS)
+        fitted = fit_temperature(proba, gold) if rows >= MIN_ROWS else 1.0
+        ece_before, ece_fitted = (Outcomes.from_proba(p, gold).ece() for p in (proba, scale(proba, fitted)))
+        temperature = fitted if ece_fitted is None or ece_fitted <= ece_before else 1.0
+        if temperature != fitted:
+            logger.info("%s: task %r: the NLL-optimal temperature %.3f would raise ECE here (%.4f -> %.4f): "
+                        "it keeps 1", source, spec.name, fitted, ece_before, ece_fitted)
+        calibration.temperatures[spec.name], calibration.rows[spec.name] = temperature, rows
+        scaled = scale(proba, temperature)
+        report[spec.name] = {
+            "temperature": round(temperature, 4), "nll_optimal_temperature": round(fitted, 4), "n": rows,
+            "ece_before": ece_before, "ece_after": Outcomes.from_proba(scaled, gold).ece(),
+            "nll_before": nll(proba, gold), "nll_after": nll(scaled, gold),
+        }
+        logger.info("%s: task %r: temperature %.3f on %d rows, ECE %.4f -> %.4f", source, spec.name, temperature,
+                    rows, report[spec.name]["ece_before"] or 0.0, report[spec.name]["ece_after"] or 0.0)
+    return calibration, report
+
+
+def write_json_atomic(path: Path, data: dict) -> Path:
+    """Write sorted JSON to a temporary file beside `path`, then rename it over `path`: a reader never sees half
+    a file, and a failed write leaves the old one in place."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path}: not readable JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def known_keys(cls, data: dict, path: Path) -> dict:
+    """The keys of `data` that `cls` (a dataclass) has; the others are dropped with a warning (a newer version)."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        logger.warning("%s: ignoring unknown keys %s (saved by a newer ticket_router?)", path, unknown)
+    return {k: v for k, v in data.items() if k in known}
