@@ -43,8 +43,11 @@ def assert_same_routing(torch_router, onnx_router, atol=1e-4):
         for task in expected:
             np.testing.assert_allclose(got[task], expected[task], atol=atol, rtol=0)
     records, onnx_records = torch_router.route(TEXTS), onnx_router.route(TEXTS)
-    assert [{t: r[t]["label"] for t in r} for r in onnx_records] == [{t: r[t]["label"] for t in r} for r in records]
-    assert set(onnx_records[0]) == set(records[0]) and set(onnx_records[0]["queue"]) == {"label", "confidence", "scores"}
+    tasks = torch_router.task_names
+    assert [{t: r[t]["label"] for t in tasks} for r in onnx_records] == [{t: r[t]["label"] for t in tasks} for r in records]
+    assert [r["route"] for r in onnx_records] == [r["route"] for r in records]  # the routing decision travels too
+    assert set(onnx_records[0]) == set(records[0])
+    assert set(onnx_records[0]["queue"]) == set(records[0]["queue"]) >= {"label", "confidence", "scores", "decision"}
 
 
 def test_fp32_export_matches_pytorch_probabilities(router_dir, exports):
@@ -130,7 +133,7 @@ def test_routing_an_export_does_not_import_torch(exports):
     script = (
         "import sys, ticket_router\n"
         f"records = ticket_router.Router.from_pretrained({str(exports[1])!r}).route(['printer jam'])\n"
-        "assert set(records[0]) == {'category', 'urgency', 'queue'}, records\n"
+        "assert set(records[0]) == {'category', 'urgency', 'queue', 'route', 'review_reasons'}, records\n"
         "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

@@ -43,7 +43,7 @@ def test_route_answers_one_predict_record_per_ticket_in_input_order(router):
         assert [r["id"] for r in results] == [t["id"] for t in TICKETS]
         assert [{k: v for k, v in r.items() if k != "id"} for r in results] == json.loads(json.dumps(expected))
         single = client.post("/v1/route", json={"text": "Card declined at checkout"}).json()["results"]
-        assert len(single) == 1 and set(single[0]) == {"category", "urgency", "queue"}
+        assert len(single) == 1 and set(single[0]) == {"category", "urgency", "queue", "route", "review_reasons"}
         only_body = client.post("/v1/route", json={"tickets": [{"body": "printer jam"}]})  # blank parts skipped
         assert only_body.status_code == 200 and "id" not in only_body.json()["results"][0]
         long_text = client.post("/v1/route", json={"text": "refund please " * 3000})  # truncated as in predict
