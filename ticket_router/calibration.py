@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from .errors import InputError
 from .lexical import softmax
@@ -79,6 +78,8 @@ def fit_temperature(proba: np.ndarray, labels: np.ndarray) -> float:
 
     # Searching log T keeps the optimiser's steps even between sharpening and softening.
     low, high = (math.log(b) for b in TEMPERATURE_BOUNDS)
+    from scipy.optimize import minimize_scalar  # here: `ticket-router --help` must not load scipy
+
     result = minimize_scalar(loss, bounds=(low, high), method="bounded", options={"xatol": 1e-5})
     return float(math.exp(result.x))
 

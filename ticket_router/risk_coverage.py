@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .stats import expected_calibration_error
 from .tasks import IGNORE_INDEX
 
 ECE_BINS = 15  # as the shadow report's calibration section
@@ -41,6 +40,8 @@ class Outcomes:
         return len(self.correct)
 
     def ece(self) -> float | None:
+        from .metrics import expected_calibration_error  # sklearn: loaded when scoring, not by the CLI parser
+
         return expected_calibration_error(self.confidence, self.correct, ECE_BINS) if len(self) else None
 
 
