@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Calibration and routing-policy benchmark (issue 13): fit on one labeled file, measure on tickets never seen.
 
-    python bench/calibration.py --model runs/st-split --fit validation.csv --holdout holdout.csv \
+    python -m bench.calibration --model runs/st-split --fit validation.csv --holdout holdout.csv \
         --target-precision 0.85 --plots docs --output runs/calibration-st.json
 
 1. `calibrate_model`: temperatures and thresholds fitted on --fit (rewrites the model's calibration.json and
@@ -25,15 +25,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ticket_router.calibrate import calibrate_model  # noqa: E402
-from ticket_router.calibration import nll  # noqa: E402
-from ticket_router.data import encode_labels, read_table  # noqa: E402
-from ticket_router.policy import decide, routing_metrics  # noqa: E402
-from ticket_router.risk_coverage import Outcomes  # noqa: E402
-from ticket_router.router import Router  # noqa: E402
-from ticket_router.serialization import json_safe  # noqa: E402
+from ticket_router.calibrate import calibrate_model
+from ticket_router.calibration import nll
+from ticket_router.data import encode_labels, read_table
+from ticket_router.policy import decide, routing_metrics
+from ticket_router.risk_coverage import Outcomes
+from ticket_router.router import Router
+from ticket_router.serialization import json_safe
 
 
 def measure(router: Router, holdout: str, plots: str | None, batch_size: int) -> dict:
@@ -75,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     fitted = calibrate_model(args.model, args.fit, batch_size=args.batch_size, target_precision=args.target_precision,
                              task_targets={k: float(v) for k, v in (t.split("=") for t in args.task_target)})
     result = {
-        "command": " ".join(["python", "bench/calibration.py", *(argv or sys.argv[1:])]),
+        "command": " ".join(["python", "-m", "bench.calibration", *(argv or sys.argv[1:])]),
         "machine": f"{platform.node()} {os.cpu_count()} CPU, load average {os.getloadavg()[0]:.1f} at start",
         "fit": {"file": args.fit, **fitted},
         "holdout": {"file": args.holdout, **measure(Router.from_pretrained(args.model), args.holdout, args.plots,

@@ -11,7 +11,7 @@ Sections (`--only NAME[,NAME]`):
   soak        the last model served at concurrency 8 for --soak-seconds: resident memory before and after
 
 Loopback only; every phase is bounded in requests and time. Writes JSON (--output, default bench/out/load.json).
-Example: python bench/load.py --torch runs/st --fp32 runs/st-fp32 --int8 runs/st-int8
+Example: python -m bench.load --torch runs/st --fp32 runs/st-fp32 --int8 runs/st-int8
 """
 
 from __future__ import annotations
@@ -29,10 +29,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # `python bench/load.py` puts bench/ first on the path, not the repo root
-    sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "support-tickets" / "validation.csv"
 SECTIONS = ("startup", "routing", "load", "soak")
