@@ -123,13 +123,14 @@ def test_report_schema_plots_and_verdicts(setup):
     assert set(report["tasks"]) == {"category", "urgency"}
     for task, t in report["tasks"].items():
         for side in ("multitask", "single_task"):
-            assert set(t[side]) >= {"accuracy", "macro_f1", "weighted_f1", "ece"}
+            assert set(t[side]) >= {"accuracy", "macro_f1", "weighted_f1", "ece", "aurc"}
             assert all(isinstance(v, float) for v in t[side].values())
         for key in ("transfer_ratio", "mcnemar_p", "disagreement_rate", "verdict", "n_labeled", "examples"):
             assert key in t
         assert len(t["macro_f1_diff_ci95"]) == 2
         assert isinstance(t["negative_transfer"], bool)
-        for name in (f"confusion_{task}_multitask.png", f"confusion_{task}_single_task.png", f"reliability_{task}.png"):
+        for name in (f"confusion_{task}_multitask.png", f"confusion_{task}_single_task.png", f"reliability_{task}.png",
+                     f"risk_coverage_{task}.png"):
             assert (out / name).stat().st_size > 0
 
     cat = report["tasks"]["category"]
@@ -176,7 +177,7 @@ def test_no_gold_labels_gives_disagreement_only_report(setup):
     for t in report["tasks"].values():
         assert t["verdict"] == VERDICT_NO_GOLD
         assert t["n_labeled"] == 0
-        assert t["multitask"] == {"accuracy": None, "macro_f1": None, "weighted_f1": None, "ece": None}
+        assert t["multitask"] == {"accuracy": None, "macro_f1": None, "weighted_f1": None, "ece": None, "aurc": None}
         assert t["single_task"] == t["multitask"]
         assert t["transfer_ratio"] is None and t["macro_f1_diff_ci95"] is None and t["mcnemar_p"] is None
         assert t["disagreements"]["n_with_gold"] == 0

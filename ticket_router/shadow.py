@@ -58,8 +58,11 @@ LoadRouter = Callable[[Path, "str | None"], RouterLike]
 
 def _default_load_router(path: Path, device: str | None) -> RouterLike:
     # Imported lazily: the real Router pulls in transformers, which tests with fakes never need.
+    from ticket_router.onnx_backend import is_export_dir
     from ticket_router.router import Router
 
+    if is_export_dir(path):  # the cost section weighs torch parameters and times torch devices
+        raise InputError(f"{path}: an ONNX export; shadow compares PyTorch model directories (export the winner after)")
     return Router.from_pretrained(path, device=device)
 
 

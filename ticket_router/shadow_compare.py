@@ -21,7 +21,7 @@ VERDICT_NO_GOLD = "no gold labels"
 NEGATIVE_TRANSFER_BELOW = -0.05  # transfer ratio under which the shared model is flagged
 ECE_BINS = metrics.DEFAULT_ECE_BINS
 EXAMPLE_TEXT_CHARS = 200
-METRIC_NAMES = ("accuracy", "macro_f1", "weighted_f1", "ece")
+METRIC_NAMES = ("accuracy", "macro_f1", "weighted_f1", "ece", "aurc")  # aurc: area under the risk-coverage curve
 
 
 @dataclass
@@ -77,7 +77,10 @@ def _null_metrics() -> dict[str, None]:
 
 
 def _score(gold: np.ndarray, pred: Predictions) -> dict[str, float]:
-    return metrics.prediction_scores(gold, pred.labels, pred.confidence, ECE_BINS)
+    from ticket_router.risk_coverage import aurc
+
+    return {**metrics.prediction_scores(gold, pred.labels, pred.confidence, ECE_BINS),
+            "aurc": aurc(pred.confidence, pred.labels == gold)}
 
 
 def _disagreement_counts(gold: np.ndarray | None, multi: Predictions, single: Predictions) -> dict[str, int]:

@@ -76,7 +76,18 @@ def reliability_plot(task: str, both: LabeledPredictions, report_dir: Path) -> d
     return {"reliability": file}
 
 
-TASK_PLOTS: tuple[TaskPlot, ...] = (confusion_plots, reliability_plot)
+def risk_coverage_plot(task: str, both: LabeledPredictions, report_dir: Path) -> dict[str, str]:
+    """Both sides' risk-coverage curves: how many tickets each could route automatically at a given error rate."""
+    from ticket_router.risk_coverage import plot_risk_coverage, risk_coverage_curve
+
+    file = f"risk_coverage_{safe_name(task)}.png"
+    curves = {title: risk_coverage_curve(p.confidence, p.labels == both.gold)
+              for title, p in (("multi-task", both.multitask), ("single-task", both.single_task))}
+    plot_risk_coverage(curves, f"{task}: risk-coverage", report_dir / file)
+    return {"risk_coverage": file}
+
+
+TASK_PLOTS: tuple[TaskPlot, ...] = (confusion_plots, reliability_plot, risk_coverage_plot)
 
 
 def write_plots(task: str, both: LabeledPredictions, report_dir: Path) -> dict[str, str]:
@@ -187,7 +198,7 @@ def plots_block(task: str, t: dict[str, Any], report: Report) -> list[str]:
         f"![confusion matrix, multi-task]({p['confusion_multitask']}) "
         f"![confusion matrix, single-task]({p['confusion_single_task']})",
         "",
-        f"![reliability diagram]({p['reliability']})",
+        f"![reliability diagram]({p['reliability']}) ![risk-coverage curves]({p['risk_coverage']})",
         "",
     ]
 
