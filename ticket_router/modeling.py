@@ -61,6 +61,10 @@ class RouterOutput(ModelOutput):
 
     loss: torch.Tensor | None = None
     logits: tuple[torch.Tensor, ...] | None = None
+    # Only with `return_hidden=True` (the trainer's per-task gradients): the encoder's last hidden states, and the
+    # tensor the heads read (the same one, or with `detach_hidden` a detached leaf copy of it).
+    encoder_hidden: torch.Tensor | None = None
+    head_hidden: torch.Tensor | None = None
 
 
 def _drop_pooler(encoder: nn.Module) -> nn.Module:
@@ -160,11 +164,16 @@ class MultiTaskRouterModel(PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        return_hidden: bool = False,
+        detach_hidden: bool = False,
     ) -> RouterOutput:
+        """`detach_hidden` cuts the graph between the encoder and the heads, so that a trainer can send the encoder
+        a gradient of its own making (`encoder_hidden.backward(g)`, e.g. after PCGrad) while the heads keep theirs."""
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None and self._encoder_takes_token_types:
             inputs["token_type_ids"] = token_type_ids
-        hidden = self.encoder(**inputs).last_hidden_state
+        encoder_hidden = self.encoder(**inputs).last_hidden_state
+        hidden = encoder_hidden.detach().requires_grad_() if detach_hidden else encoder_hidden
         pooled = self.pool(hidden, attention_mask)
         if self.token_scorers is None:  # one shared vector: one dropout mask for all heads
             pooled = [self.dropout(pooled[0])] * len(self.heads)
@@ -174,6 +183,8 @@ class MultiTaskRouterModel(PreTrainedModel):
         loss = None
         if labels is not None:  # plain equal-weight loss for direct use; the trainer does its own weighting
             loss = masked_task_losses(logits, labels)[0].sum()
+        if return_hidden or detach_hidden:
+            return RouterOutput(loss=loss, logits=logits, encoder_hidden=encoder_hidden, head_hidden=hidden)
         return RouterOutput(loss=loss, logits=logits)
 
 

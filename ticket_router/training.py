@@ -31,9 +31,14 @@ from .modeling import MultiTaskRouterModel
 from .router import Router
 from .tasks import TaskSpec, parse_task_mapping
 from .trainer import MultiTaskTrainer
+from .training_curves import draw_training_curves
 from .training_args import RouterTrainingArguments
 
 logger = logging.getLogger(__name__)
+
+# issue 12's settings, passed through unchanged from TrainConfig to RouterTrainingArguments
+BALANCING_KEYS = ("gradient_surgery", "gradient_conflict_steps", "uncertainty_weight_floor", "dwa_temperature",
+                  "dwa_window_steps", "gradnorm_alpha", "balancer_learning_rate")
 
 
 @dataclass
@@ -108,6 +113,7 @@ def training_arguments(config: TrainConfig, has_eval: bool) -> RouterTrainingArg
         group_by_length=config.group_by_length,
         freeze_encoder_steps=config.freeze_encoder_steps,
         precision=config.precision,
+        **{name: getattr(config, name) for name in BALANCING_KEYS},
     )
 
 
@@ -248,6 +254,10 @@ def _save_outputs(trainer, config, eval_dataset, eval_texts, data, train_metrics
         "global_steps": trainer.state.global_step,
         "task_weights": trainer.task_weights_now(),
     }
+    conflict = trainer.conflict_summary(train_seconds)
+    if conflict:
+        summary["gradient_conflict"] = conflict
+    draw_training_curves(trainer.state.log_history, output / "training_curves.png")
     if eval_dataset is not None:
         prediction = trainer.predict(eval_dataset)
         logits = prediction.predictions if isinstance(prediction.predictions, tuple) else (prediction.predictions,)

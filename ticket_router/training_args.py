@@ -12,6 +12,7 @@ from enum import Enum
 import torch
 from transformers import TrainingArguments
 
+from .balancing import GradientSurgery
 from .losses import LossWeighting
 
 
@@ -65,11 +66,33 @@ class RouterTrainingArguments(TrainingArguments):
         default=None, metadata={"help": "Learning rate of the heads and loss weights (default: learning_rate)."}
     )
     precision: Precision | str = field(default=Precision.AUTO, metadata={"help": "auto, bf16, fp16 or fp32."})
+    # --- multi-task balancing (issue 12; balancing.py) ---
+    gradient_surgery: GradientSurgery | str = field(
+        default=GradientSurgery.NONE, metadata={"help": "none or pcgrad (on the encoder's output, any weighting)."})
+    gradient_conflict_steps: int = field(
+        default=50, metadata={"help": "Log per-task encoder gradient norms and cosines every N steps (0: off)."})
+    uncertainty_weight_floor: float = field(
+        default=0.0, metadata={"help": "Lowest weight learned uncertainty weighting may give a task (0: none)."})
+    dwa_temperature: float = field(default=2.0, metadata={"help": "DWA softmax temperature."})
+    dwa_window_steps: int = field(default=25, metadata={"help": "DWA compares mean losses over windows of N steps."})
+    gradnorm_alpha: float = field(default=1.5, metadata={"help": "GradNorm asymmetry: how hard slow tasks are pushed."})
+    balancer_learning_rate: float = field(default=0.025, metadata={"help": "Learning rate of GradNorm/FAMO weights."})
 
     def __post_init__(self):
         self.loss_weighting = _enum(LossWeighting, self.loss_weighting, "loss_weighting")
         self.sampling = _enum(BatchSampling, self.sampling, "sampling")
         self.precision = _enum(Precision, self.precision, "precision")
+        self.gradient_surgery = _enum(GradientSurgery, self.gradient_surgery, "gradient_surgery")
+        for name in ("gradient_conflict_steps", "uncertainty_weight_floor"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be >= 0")
+        for name in ("dwa_temperature", "dwa_window_steps", "balancer_learning_rate"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be > 0")
+        if self.gradnorm_alpha < 0:
+            raise ValueError(f"gradnorm_alpha={self.gradnorm_alpha!r} must be >= 0")
+        if self.uncertainty_weight_floor >= 1:
+            raise ValueError(f"uncertainty_weight_floor={self.uncertainty_weight_floor!r} must be < 1")
         if self.sampling_temperature <= 0:
             raise ValueError(f"sampling_temperature={self.sampling_temperature!r} must be > 0")
         for name in ("uncertainty_warmup_steps", "freeze_encoder_steps"):
