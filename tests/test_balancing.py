@@ -146,3 +146,35 @@ def test_checkpoints_carry_the_balancer_state(distilbert_dir, tmp_path):
     resumed = _trainer(distilbert_dir, tmp_path, loss_weighting="famo", save_strategy="no", gradient_conflict_steps=0)
     resumed.load_balancer_state(tmp_path / "out" / "checkpoint-3")
     assert resumed.balancer.logits == saved["balancer"]["logits"]
+
+
+@pytest.mark.parametrize("kind", ["distilbert", "bert"])
+def test_task_specific_layers_round_trip(kind, request, tmp_path):
+    from transformers import AutoModel, AutoTokenizer
+
+    from ticket_router.modeling import MultiTaskRouterModel, _layer_stack
+    from ticket_router.tasks import TaskSpec
+
+    backbone = request.getfixturevalue(f"{kind}_dir")
+    specs = [TaskSpec("category", "c", ["a", "b", "c"]), TaskSpec("queue", "q", ["x", "y"])]
+    model = MultiTaskRouterModel.branched_from_backbone(AutoModel.from_pretrained(backbone), specs, 1,
+                                                       text_columns=["text"], pooling="mean").eval()
+    plain = AutoModel.from_pretrained(backbone)
+    assert len(_layer_stack(model.encoder)) == 1 and len(model.task_layers) == 2
+    # Each branch starts as the pretrained top layer: before training the router reads the plain encoder's output.
+    assert torch.equal(model.task_layers[1][0].state_dict()[next(iter(_layer_stack(plain)[1].state_dict()))],
+                       next(iter(_layer_stack(plain)[1].state_dict().values())))
+    tokenizer = AutoTokenizer.from_pretrained(backbone)
+    batch = tokenizer(["printer on fire", "refund please now"], padding=True, return_tensors="pt")
+    batch.pop("token_type_ids", None)
+    with torch.no_grad():
+        hidden = plain.eval()(**batch).last_hidden_state
+        logits = model(**batch).logits
+        model.save_pretrained(tmp_path / "router")
+        loaded = MultiTaskRouterModel.from_pretrained(tmp_path / "router").eval()
+        again = loaded(**batch).logits
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    expected = model.heads[0]((hidden * mask).sum(1) / mask.sum(1))
+    assert torch.allclose(logits[0], expected, atol=1e-5)  # the branch reproduces the full encoder
+    for a, b in zip(logits, again):
+        assert torch.equal(a, b)

@@ -56,6 +56,7 @@ class TrainConfig:
     dwa_window_steps: int = field(default=25, metadata={"help": "DWA compares the mean losses of windows of N steps."})
     gradnorm_alpha: float = field(default=1.5, metadata={"help": "GradNorm asymmetry (how hard slow tasks are pushed up)."})
     balancer_learning_rate: float = field(default=0.025, metadata={"help": "Learning rate of the GradNorm / FAMO task weights."})
+    task_specific_layers: int = field(default=0, metadata={"help": "Partial sharing: each task gets its own copy of the encoder's top K layers (0: all shared)."})
     precision: str = field(default="auto", metadata={"help": "auto (bf16/fp16 on GPU, fp32 on CPU), bf16, fp16 or fp32."})
     eval_steps: int | None = field(default=None, metadata={"help": "Evaluate every N steps (default: every epoch)."})
     early_stopping_patience: int | None = field(default=None, metadata={"help": "Stop after N evaluations without a better mean macro-F1."})
@@ -84,6 +85,8 @@ class TrainConfig:
         if not 0 <= self.dropout < 1:
             raise InputError(f"dropout={self.dropout!r} must be in [0, 1)")
         check_weight(self.lexical_weight)
+        if self.task_specific_layers < 0:
+            raise InputError(f"task_specific_layers={self.task_specific_layers!r} must be >= 0")
         poolings = [p.value for p in Pooling]
         if self.pooling not in poolings:
             raise InputError(f"pooling={self.pooling!r} is not one of {', '.join(poolings)}"

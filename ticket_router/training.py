@@ -127,10 +127,13 @@ def train_router(config: TrainConfig) -> dict:
     except ValueError as error:  # bad enum values and ranges, named by RouterTrainingArguments
         raise InputError(str(error)) from None
     encoder, tokenizer = load_backbone(config.backbone)
-    model = MultiTaskRouterModel.from_backbone(
-        encoder, data.specs, config.text_columns, pooling=config.pooling,
-        classifier_dropout=config.dropout, max_length=config.max_length, backbone=config.backbone,
-    )
+    options = dict(text_columns=config.text_columns, pooling=config.pooling, classifier_dropout=config.dropout,
+                   max_length=config.max_length, backbone=config.backbone)
+    try:
+        model = (MultiTaskRouterModel.branched_from_backbone(encoder, data.specs, config.task_specific_layers, **options)
+                 if config.task_specific_layers else MultiTaskRouterModel.from_backbone(encoder, data.specs, **options))
+    except ValueError as error:  # more task-specific layers than the encoder has
+        raise InputError(str(error)) from None
     train_dataset = tokenize_dataset(data.train_texts, data.train_labels, tokenizer, config.max_length)
     eval_dataset, eval_order = None, None
     if data.eval_texts is not None:
