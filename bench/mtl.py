@@ -174,6 +174,23 @@ def routing_cost(config, texts: list[str], layer_counts: list[int], repeats: int
     return result
 
 
+def step_time(args: argparse.Namespace) -> dict:
+    """Seconds per optimizer step of each method over `--step-time-steps` steps (no evaluation, no conflict log),
+    trained back to back from the same start; relative to the first method."""
+    result = {}
+    for method in args.step_time.split(","):
+        output = Path(args.workdir) / "step-time" / method
+        flags = [*METHODS[method], "--max-steps", str(args.step_time_steps), "--validation", "",
+                 "--gradient-conflict-steps", "0"]
+        metrics = _train(args.config, output, flags, reuse=False)
+        result[method] = {"seconds_per_step": round(metrics["train_runtime_s"] / metrics["global_steps"], 3),
+                          "load_average_after": metrics["load_average_after"]}
+    first = next(iter(result.values()))["seconds_per_step"]
+    for entry in result.values():
+        entry["vs_first"] = round(entry["seconds_per_step"] / first, 3)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/harbor.yaml")
@@ -186,10 +203,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--reuse", action="store_true", help="keep finished trainings in WORKDIR")
     parser.add_argument("--json", default="bench/mtl_results.json")
+    parser.add_argument("--step-time", default="", help="e.g. uncertainty,gradnorm,pcgrad: time short trainings")
+    parser.add_argument("--step-time-steps", type=int, default=30)
     parser.add_argument("--routing-cost", default="", help="e.g. 0,1,2: time routing per task_specific_layers K")
     parser.add_argument("extra", nargs="*", help="more train flags for every run, after --")
     args = parser.parse_args(argv)
     results = run(args) if args.methods else {"methods": {}, "single": {}}
+    if Path(args.json).is_file() and not args.methods:  # a timing-only call adds to the earlier results
+        results = json.loads(Path(args.json).read_text())
+    if args.step_time:
+        results["step_time"] = step_time(args)
     if args.routing_cost:
         config = build_config(args.config, {})
         test = read_table(args.test)
@@ -198,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         results["routing_cost_load_average"] = os.getloadavg()
     Path(args.json).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     summary = {m: r.get("encoder") for m, r in results["methods"].items()} | {"single": results["single"]}
-    print(json.dumps(summary | {"routing_cost": results.get("routing_cost")}, indent=1))
+    print(json.dumps(summary | {key: results.get(key) for key in ("routing_cost", "step_time")}, indent=1))
     return 0
 
 
