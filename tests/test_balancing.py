@@ -178,3 +178,27 @@ def test_task_specific_layers_round_trip(kind, request, tmp_path):
     assert torch.allclose(logits[0], expected, atol=1e-5)  # the branch reproduces the full encoder
     for a, b in zip(logits, again):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("gradient_surgery", "mgda", "gradient_surgery='mgda' is not valid"),
+    ("gradient_conflict_steps", -1, "must be >= 0"),
+    ("uncertainty_weight_floor", 1.0, "must be < 1"),
+    ("dwa_temperature", 0.0, "must be > 0"),
+    ("gradnorm_alpha", -0.5, "must be >= 0"),
+])
+def test_balancing_arguments_are_checked(tmp_path, field, value, message):
+    from ticket_router.training_args import RouterTrainingArguments
+
+    with pytest.raises(ValueError, match=message):
+        RouterTrainingArguments(output_dir=str(tmp_path), report_to="none", **{field: value})
+
+
+def test_uncertainty_weight_floor_caps_the_log_variance():
+    from ticket_router.losses import LossWeighting, combine_task_losses, effective_weights
+
+    log_vars = torch.tensor([0.0, 2.0], requires_grad=True)  # the second task's weight exp(-2) = 0.135
+    losses, present = torch.tensor([1.0, 3.0]), torch.tensor([True, True])
+    assert effective_weights(LossWeighting.UNCERTAINTY, 2, log_vars, None, weight_floor=0.5)[1] == pytest.approx(0.5)
+    combine_task_losses(losses, present, LossWeighting.UNCERTAINTY, log_vars, weight_floor=0.5).backward()
+    assert log_vars.grad[1] == 0  # capped: no longer pushed further down
