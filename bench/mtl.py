@@ -47,8 +47,9 @@ METHODS: dict[str, list[str]] = {
     "famo": ["--loss-weighting", "famo"],
     "pcgrad": ["--gradient-surgery", "pcgrad"],
     "gradnorm_pcgrad": ["--loss-weighting", "gradnorm", "--gradient-surgery", "pcgrad"],
-    "shared_top1": ["--task-specific-layers", "1"],
-    "shared_top2": ["--task-specific-layers", "2"],
+    "gradnorm_a3": ["--loss-weighting", "gradnorm", "--gradnorm-alpha", "3"],
+    "top1": ["--task-specific-layers", "1"],
+    "top2": ["--task-specific-layers", "2"],
 }
 
 
