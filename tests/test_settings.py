@@ -12,7 +12,9 @@ from ticket_router.training import training_arguments
 
 CHANGED = {"loss_weighting": "fixed", "task_weights": {"a": 2.0}, "uncertainty_warmup_steps": 3,
            "sampling": "random", "sampling_temperature": 2.0, "class_weights": True, "group_by_length": True,
-           "freeze_encoder_steps": 4, "head_learning_rate": 1e-3, "precision": "fp32"}
+           "freeze_encoder_steps": 4, "head_learning_rate": 1e-3, "precision": "fp32", "gradient_surgery": "pcgrad",
+           "gradient_conflict_steps": 7, "uncertainty_weight_floor": 0.2, "dwa_temperature": 3.0,
+           "dwa_window_steps": 5, "gradnorm_alpha": 2.5, "balancer_learning_rate": 0.05}
 
 
 def test_every_knob_is_a_flag_a_yaml_key_and_a_trainer_argument(tmp_path):

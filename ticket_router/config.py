@@ -51,6 +51,7 @@ class TrainConfig(MultiTaskKnobs):
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches per optimizer step."})
     pooling: str = field(default="cls", metadata={"help": "cls (first token), mean, or attention (a learned token weighting per task)."})
     dropout: float = field(default=0.1, metadata={"help": "Dropout before the heads."})
+    task_specific_layers: int = field(default=0, metadata={"help": "Partial sharing: each task gets its own copy of the encoder's top K layers (0: all shared)."})
     eval_steps: int | None = field(default=None, metadata={"help": "Evaluate every N steps (default: every epoch)."})
     early_stopping_patience: int | None = field(default=None, metadata={"help": "Stop after N evaluations without a better mean macro-F1."})
     logging_steps: int = field(default=10, metadata={"help": "Log losses and task weights every N steps."})
@@ -90,6 +91,8 @@ class TrainConfig(MultiTaskKnobs):
 
         check_weight(self.lexical_weight)
         PolicyTargets(self.target_precision, self.target_coverage, self.task_targets).validate(list(self.tasks))
+        if self.task_specific_layers < 0:
+            raise InputError(f"task_specific_layers={self.task_specific_layers!r} must be >= 0")
         poolings = [p.value for p in Pooling]
         if self.pooling not in poolings:
             raise InputError(f"pooling={self.pooling!r} is not one of {', '.join(poolings)}"

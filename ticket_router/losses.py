@@ -12,10 +12,13 @@ parameter.
   learned log-variance s_t per task: sum_t exp(-s_t) * L_t + s_t / 2 (the classification form). Its optimum is
   s_t = log(2 L_t): a task whose loss is high gets a low weight. Tasks absent from a batch add nothing, not even
   their s_t / 2 term, which would otherwise drag s_t down on batches that carry no information about it.
+  With a weight floor f > 0, s_t is capped at -log f (its weight exp(-s_t) never drops below f).
+- DWA, GRADNORM, FAMO: a weighted sum whose multipliers come from a stateful balancer (`balancing.py`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -57,24 +60,34 @@ def combine_task_losses(
     weighting: LossWeighting,
     log_vars: torch.Tensor | None = None,
     fixed_weights: torch.Tensor | None = None,
+    weight_floor: float = 0.0,
 ) -> torch.Tensor:
-    """Combine per-task losses into one scalar (see the module docstring for the formulas)."""
+    """Combine per-task losses into one scalar (see the module docstring for the formulas).
+
+    `fixed_weights` holds the multipliers of FIXED and of the balancer-driven weightings (DWA, GRADNORM, FAMO)."""
     if weighting is LossWeighting.EQUAL:
         return losses.sum()
-    if weighting is LossWeighting.FIXED:
+    if weighting is not LossWeighting.UNCERTAINTY:
         return (fixed_weights.to(losses) * losses).sum()
-    precision = torch.exp(-log_vars.float())
-    terms = precision * losses + 0.5 * log_vars.float()
+    log_vars = capped_log_vars(log_vars, weight_floor)
+    terms = torch.exp(-log_vars) * losses + 0.5 * log_vars
     return torch.where(present, terms, torch.zeros_like(terms)).sum()
 
 
+def capped_log_vars(log_vars: torch.Tensor, weight_floor: float = 0.0) -> torch.Tensor:
+    """s_t capped at -log(floor): an uncertainty weight exp(-s_t) never below the floor (no cap without one)."""
+    log_vars = log_vars.float()
+    return log_vars.clamp(max=-math.log(weight_floor)) if weight_floor > 0 else log_vars
+
+
 def effective_weights(
-    weighting: LossWeighting, num_tasks: int, log_vars: torch.Tensor | None, fixed_weights: torch.Tensor | None
+    weighting: LossWeighting, num_tasks: int, log_vars: torch.Tensor | None, fixed_weights: torch.Tensor | None,
+    weight_floor: float = 0.0,
 ) -> list[float]:
     """The multiplier each task loss currently gets (for logs)."""
     if weighting is LossWeighting.UNCERTAINTY and log_vars is not None:
-        return torch.exp(-log_vars.detach().float()).tolist()
-    if weighting is LossWeighting.FIXED and fixed_weights is not None:
+        return torch.exp(-capped_log_vars(log_vars.detach(), weight_floor)).tolist()
+    if weighting is not LossWeighting.EQUAL and fixed_weights is not None:
         return fixed_weights.tolist()
     return [1.0] * num_tasks
 

@@ -10,6 +10,7 @@ and every checkpoint carries them; inference never reads them.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 from collections.abc import Sequence
@@ -46,6 +47,7 @@ class RouterConfig(PreTrainedConfig):
     classifier_dropout: float = 0.1
     max_length: int = 128
     backbone: str | None = None
+    task_specific_layers: int = 0  # K: the top K encoder layers are copied per task (partial sharing)
 
     def task_specs(self) -> list[TaskSpec]:
         return [TaskSpec.from_dict(task) for task in (self.tasks or [])]
@@ -61,6 +63,28 @@ class RouterOutput(ModelOutput):
 
     loss: torch.Tensor | None = None
     logits: tuple[torch.Tensor, ...] | None = None
+    # Only with `return_hidden=True` (the trainer's per-task gradients): the encoder's last hidden states, and the
+    # tensor the heads read (the same one, or with `detach_hidden` a detached leaf copy of it).
+    encoder_hidden: torch.Tensor | None = None
+    head_hidden: torch.Tensor | None = None
+
+
+def _layer_stack(encoder: nn.Module) -> nn.ModuleList:
+    """The encoder's transformer layers: BERT/MiniLM/RoBERTa `encoder.layer`, DistilBERT `transformer.layer`."""
+    for name, module in encoder.named_modules():
+        if name.split(".")[-1] == "layer" and isinstance(module, nn.ModuleList):
+            return module
+    raise ValueError(f"cannot find the transformer layers of {type(encoder).__name__}")
+
+
+def _branch_top_layers(encoder: nn.Module, k: int, num_tasks: int) -> nn.ModuleList:
+    """Cut the top k layers off the encoder (in place) and return one copy of them per task."""
+    layers = _layer_stack(encoder)
+    if not 0 < k < len(layers):
+        raise ValueError(f"task_specific_layers={k} must be between 1 and {len(layers) - 1} for this encoder")
+    top = list(layers[len(layers) - k:])
+    del layers[len(layers) - k:]
+    return nn.ModuleList(nn.ModuleList(copy.deepcopy(layer) for layer in top) for _ in range(num_tasks))
 
 
 def _drop_pooler(encoder: nn.Module) -> nn.Module:
@@ -84,6 +108,14 @@ class MultiTaskRouterModel(PreTrainedModel):
         if not specs:
             raise ValueError("RouterConfig has no tasks")
         self.encoder = _drop_pooler(encoder if encoder is not None else AutoModel.from_config(config.encoder_config()))
+        # Partial sharing: the encoder keeps its bottom layers, each task gets its own copy of the top K. The
+        # layers' extra inputs (the attention mask in the form this architecture builds) are recorded as the
+        # encoder's first layer receives them and handed to the copies unchanged.
+        self.task_layers = None
+        if config.task_specific_layers:
+            self.task_layers = _branch_top_layers(self.encoder, config.task_specific_layers, len(specs))
+            _layer_stack(self.encoder)[0].register_forward_pre_hook(self._record_layer_inputs, with_kwargs=True)
+        self._layer_inputs: tuple[tuple, dict] = ((), {})
         hidden = self.encoder.config.hidden_size
         self.dropout = nn.Dropout(config.classifier_dropout)
         # A ModuleList, not a ModuleDict: task names are free text ("train", "type"...) and must not clash with
@@ -137,6 +169,36 @@ class MultiTaskRouterModel(PreTrainedModel):
         model.encoder.load_state_dict(state)  # post_init must not have re-initialised pretrained weights
         return model
 
+    @classmethod
+    def branched_from_backbone(cls, encoder: PreTrainedModel, tasks: Sequence[TaskSpec], task_specific_layers: int,
+                               **kwargs) -> "MultiTaskRouterModel":
+        """`from_backbone` with each task's own copy of the encoder's top `task_specific_layers` layers."""
+        template = cls.from_backbone(encoder, tasks, **kwargs)
+        template.config.task_specific_layers = task_specific_layers
+        layers = _layer_stack(template.encoder)
+        top_state = [copy.deepcopy(layer.state_dict()) for layer in layers[len(layers) - task_specific_layers:]]
+        state = {k: v.clone() for k, v in template.encoder.state_dict().items()}
+        model = cls(template.config, encoder=template.encoder)
+        _, cut = model.encoder.load_state_dict(state, strict=False)  # again: post_init must not re-initialise
+        if len(cut) != len(top_state[0]) * task_specific_layers:
+            raise ValueError(f"unexpected encoder weights after branching: {cut[:3]}")
+        for branch in model.task_layers:
+            for layer, state in zip(branch, top_state):
+                layer.load_state_dict(state)
+        for name in ("heads", "token_scorers", "log_vars"):
+            setattr(model, name, getattr(template, name))
+        return model
+
+    def _record_layer_inputs(self, module, args, kwargs):
+        self._layer_inputs = (args[1:], kwargs)
+
+    def _run_task_layers(self, t: int, hidden: torch.Tensor) -> torch.Tensor:
+        args, kwargs = self._layer_inputs
+        for layer in self.task_layers[t]:
+            out = layer(hidden, *args, **kwargs)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden
+
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> list[torch.Tensor]:
         """One pooled vector per task (the same tensor for every task unless pooling is attention)."""
         if self.config.pooling == Pooling.ATTENTION.value:
@@ -160,13 +222,21 @@ class MultiTaskRouterModel(PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        return_hidden: bool = False,
+        detach_hidden: bool = False,
     ) -> RouterOutput:
+        """`detach_hidden` cuts the graph between the encoder and the heads, so that a trainer can send the encoder
+        a gradient of its own making (`encoder_hidden.backward(g)`, e.g. after PCGrad) while the heads keep theirs."""
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None and self._encoder_takes_token_types:
             inputs["token_type_ids"] = token_type_ids
-        hidden = self.encoder(**inputs).last_hidden_state
-        pooled = self.pool(hidden, attention_mask)
-        if self.token_scorers is None:  # one shared vector: one dropout mask for all heads
+        encoder_hidden = self.encoder(**inputs).last_hidden_state
+        hidden = encoder_hidden.detach().requires_grad_() if detach_hidden else encoder_hidden
+        if self.task_layers is None:
+            pooled = self.pool(hidden, attention_mask)
+        else:  # each task pools its own branch's output (its own scorer with attention pooling)
+            pooled = [self.pool(self._run_task_layers(t, hidden), attention_mask)[t] for t in range(len(self.heads))]
+        if self.token_scorers is None and self.task_layers is None:  # one shared vector: one dropout mask
             pooled = [self.dropout(pooled[0])] * len(self.heads)
         else:
             pooled = [self.dropout(vector) for vector in pooled]
@@ -174,6 +244,8 @@ class MultiTaskRouterModel(PreTrainedModel):
         loss = None
         if labels is not None:  # plain equal-weight loss for direct use; the trainer does its own weighting
             loss = masked_task_losses(logits, labels)[0].sum()
+        if return_hidden or detach_hidden:
+            return RouterOutput(loss=loss, logits=logits, encoder_hidden=encoder_hidden, head_hidden=hidden)
         return RouterOutput(loss=loss, logits=logits)
 
 

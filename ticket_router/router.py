@@ -147,11 +147,11 @@ class Router:
                 raise
             raise InputError(f"{path}: damaged model directory: {first_line(error)}") from error
 
-    def save_pretrained(self, directory: str | Path, extra_files: Mapping[str, str] | None = None,
+    def save_pretrained(self, directory: str | Path, extra_files: Mapping[str, str | bytes] | None = None,
                         keep: Sequence[str] = ()) -> Path:
         """Write the model directory atomically: into a folder beside it, then moved into place.
 
-        A save that is killed leaves the previous directory whole. `extra_files` (name -> text) are written with
+        A save that is killed leaves the previous directory whole. `extra_files` (name -> text, or bytes) are written with
         it; `keep` names entries of the previous directory carried over (e.g. "checkpoints").
         """
         directory = Path(directory)
@@ -164,8 +164,11 @@ class Router:
                 part = getattr(self, name)
                 if part is not None:
                     part.save(staging)
-            for name, text in (extra_files or {}).items():
-                (staging / name).write_text(text, encoding="utf-8")
+            for name, content in (extra_files or {}).items():
+                if isinstance(content, bytes):
+                    (staging / name).write_bytes(content)
+                else:
+                    (staging / name).write_text(content, encoding="utf-8")
         logger.info("Saved the router to %s", directory)
         return directory
 

@@ -15,6 +15,14 @@ class LossWeighting(str, Enum):
     EQUAL = "equal"
     FIXED = "fixed"
     UNCERTAINTY = "uncertainty"
+    DWA = "dwa"  # Liu et al. 2019 (balancing.py)
+    GRADNORM = "gradnorm"  # Chen et al. 2018
+    FAMO = "famo"  # Liu et al. 2023
+
+
+class GradientSurgery(str, Enum):
+    NONE = "none"
+    PCGRAD = "pcgrad"  # Yu et al. 2020, on the encoder's output, with any weighting
 
 
 class BatchSampling(str, Enum):
@@ -49,7 +57,8 @@ def check_at_least(owner, names: tuple[str, ...], floor: float, strict: bool = F
 @dataclass
 class MultiTaskKnobs:
     loss_weighting: LossWeighting = field(
-        default=LossWeighting.UNCERTAINTY, metadata={"help": "equal, fixed (task_weights) or uncertainty (learned)."})
+        default=LossWeighting.UNCERTAINTY,
+        metadata={"help": "equal, fixed (task_weights), uncertainty (learned), dwa, gradnorm or famo (balancing.py)."})
     task_weights: dict[str, float] = field(
         default_factory=dict, metadata={"help": "NAME=WEIGHT for loss_weighting=fixed, repeatable (missing tasks: 1.0)."})
     uncertainty_warmup_steps: int = field(
@@ -66,14 +75,32 @@ class MultiTaskKnobs:
         default=None, metadata={"help": "Learning rate of the heads and loss weights (default: learning_rate)."})
     precision: Precision = field(
         default=Precision.AUTO, metadata={"help": "auto (bf16/fp16 on GPU, fp32 on CPU), bf16, fp16 or fp32."})
+    # Multi-task balancing (balancing.py; BENCHMARKS.md "Multi-task balancing").
+    gradient_surgery: GradientSurgery = field(
+        default=GradientSurgery.NONE, metadata={"help": "none or pcgrad (Yu et al. 2020), with any loss_weighting."})
+    gradient_conflict_steps: int = field(
+        default=50, metadata={"help": "Log per-task encoder gradient norms and cosines every N steps (0: off)."})
+    uncertainty_weight_floor: float = field(
+        default=0.0, metadata={"help": "Lowest weight learned uncertainty weighting may give a task (0: none, < 1)."})
+    dwa_temperature: float = field(default=2.0, metadata={"help": "DWA softmax temperature."})
+    dwa_window_steps: int = field(default=25, metadata={"help": "DWA compares the mean losses of windows of N steps."})
+    gradnorm_alpha: float = field(
+        default=1.5, metadata={"help": "GradNorm asymmetry: how hard slow tasks are pushed up."})
+    balancer_learning_rate: float = field(
+        default=0.025, metadata={"help": "Learning rate of the GradNorm / FAMO task weights."})
 
     def check_knobs(self) -> None:
         """Turn strings (YAML, flags) into enums and refuse bad values, naming the key and the value."""
         self.loss_weighting = as_enum(LossWeighting, self.loss_weighting, "loss_weighting")
         self.sampling = as_enum(BatchSampling, self.sampling, "sampling")
         self.precision = as_enum(Precision, self.precision, "precision")
-        check_at_least(self, ("uncertainty_warmup_steps", "freeze_encoder_steps"), 0)
-        check_at_least(self, ("sampling_temperature", "head_learning_rate"), 0, strict=True)
+        self.gradient_surgery = as_enum(GradientSurgery, self.gradient_surgery, "gradient_surgery")
+        check_at_least(self, ("uncertainty_warmup_steps", "freeze_encoder_steps", "gradient_conflict_steps",
+                              "uncertainty_weight_floor", "gradnorm_alpha"), 0)
+        check_at_least(self, ("sampling_temperature", "head_learning_rate", "dwa_temperature", "dwa_window_steps",
+                              "balancer_learning_rate"), 0, strict=True)
+        if self.uncertainty_weight_floor >= 1:
+            raise InputError(f"uncertainty_weight_floor={self.uncertainty_weight_floor!r} must be < 1")
         for task, weight in (self.task_weights or {}).items():
             if weight < 0:
                 raise InputError(f"task_weights[{task!r}]={weight!r} must be >= 0")

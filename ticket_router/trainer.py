@@ -8,26 +8,58 @@
   does not shrink head updates); gradients are dropped rather than `requires_grad` toggled so distributed
   wrappers keep a fixed parameter set;
 - `log`: adds each task's mean loss and current weight to the log history.
+
+Multi-task balancing (issue 12, `balancing.py`):
+- DWA / GradNorm / FAMO keep their state in a `TaskBalancer`; `compute_loss` feeds it each batch's losses and
+  uses its multipliers. Its state travels in every checkpoint as `balancer.json` (written on save, read by
+  `train(resume_from_checkpoint=...)`).
+- Per-task gradients are taken on the encoder's output h (last hidden states), where they cost one pass through
+  pooling and a head each, not one through the encoder: GradNorm reads their norms; PCGrad projects them and the
+  encoder receives the result through the surrogate term <h, g> - <h, g>.detach() (same loss value, one backward,
+  so gradient accumulation, mixed precision and distributed wrappers see an ordinary loss).
+- Every `gradient_conflict_steps` steps each task's gradient on the encoder's parameters (h's gradient pulled back
+  through the encoder, one extra encoder backward per task) is logged: `grad_norm_<task>` (of the weighted task
+  loss, as the encoder receives it) and `grad_cos_<a>_<b>`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
-from .losses import LossWeighting, combine_task_losses, effective_weights, masked_task_losses
+from .balancing import BalancerSettings, conflict_stats, make_balancer, pcgrad, summarise_conflict
+from .losses import capped_log_vars, combine_task_losses, effective_weights, masked_task_losses
 from .sampler import ProportionalTaskBatchSampler
-from .training_args import BatchSampling, RouterTrainingArguments
+from .settings import BatchSampling, GradientSurgery, LossWeighting
+from .training_args import RouterTrainingArguments
 
 logger = logging.getLogger(__name__)
 
 _LOSS_PARAMETER = "log_vars"
+BALANCER_STATE = "balancer.json"
+
+
+class _BalancerCheckpoint(TrainerCallback):
+    """Writes the balancer's state into each checkpoint the Trainer saves."""
+
+    def __init__(self, trainer: "MultiTaskTrainer"):
+        self.trainer = trainer
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.trainer.balancer is not None and state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / BALANCER_STATE).write_text(json.dumps(self.trainer.balancer_state()) + "\n")
 
 
 class MultiTaskTrainer(Trainer):
@@ -42,6 +74,13 @@ class MultiTaskTrainer(Trainer):
         self.fixed_weights = self._fixed_weight_tensor()
         self._loss_sums = torch.zeros(len(self.task_names))
         self._loss_counts = torch.zeros(len(self.task_names))
+        settings = BalancerSettings(self.args.dwa_temperature, self.args.dwa_window_steps, self.args.gradnorm_alpha,
+                                    self.args.balancer_learning_rate)
+        self.balancer = make_balancer(self.args.loss_weighting.value, len(self.task_names), settings)
+        self._balance_weights = torch.ones(len(self.task_names))
+        self._last_conflict_step = -1
+        self.conflict_seconds = 0.0  # time spent logging gradient conflict (its share of training is reported)
+        self.add_callback(_BalancerCheckpoint(self))
 
     def _fixed_weight_tensor(self) -> torch.Tensor:
         given = dict(self.args.task_weights or {})
@@ -66,22 +105,123 @@ class MultiTaskTrainer(Trainer):
         if self.class_weights is not None:
             self.class_weights = [None if w is None else w.to(device) for w in self.class_weights]
         self.fixed_weights = self.fixed_weights.to(device)
+        self._balance_weights = self._balance_weights.to(device)
         self._loss_sums = self._loss_sums.to(device)
         self._loss_counts = self._loss_counts.to(device)
+
+    def _multipliers(self) -> torch.Tensor:
+        """The weights of the loss combination other than uncertainty's (which are learned in the model)."""
+        return self._balance_weights if self.balancer is not None else self.fixed_weights
+
+    def _split_at_encoder(self) -> bool:
+        """Whether the heads and the encoder get separate gradients (per-task gradients on h every step)."""
+        return self.args.gradient_surgery is GradientSurgery.PCGRAD or (
+            self.balancer is not None and self.balancer.needs_task_gradients)
+
+    def _conflict_due(self) -> bool:
+        every = self.args.gradient_conflict_steps
+        step = self.state.global_step
+        return every > 0 and step % every == 0 and step != self._last_conflict_step
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
         self._move_loss_state(labels.device)
-        outputs = model(**inputs)
+        split = model.training and self._split_at_encoder()
+        conflict = model.training and self._conflict_due()
+        outputs = model(**inputs, return_hidden=conflict, detach_hidden=split)
         losses, present = masked_task_losses(outputs.logits, labels, self.class_weights)
-        loss = combine_task_losses(
-            losses, present, self.current_weighting(), self._log_vars(model), self.fixed_weights
-        )
+        if model.training and self.balancer is not None:
+            losses_now, present_now = losses.detach().tolist(), present.tolist()
+            self.balancer.observe_losses(losses_now, present_now)
+            self._balance_weights = torch.tensor(self.balancer.weights(losses_now), device=losses.device)
+        loss = combine_task_losses(losses, present, self.current_weighting(), self._log_vars(model),
+                                   self._multipliers(), self.args.uncertainty_weight_floor)
+        if split or conflict:
+            loss = self._task_gradients(model, outputs, losses, present, loss, split, conflict)
         if model.training:
             # Summed on the device and read back only when logging: a .cpu() here would stall every GPU step.
             self._loss_sums += losses.detach().float() * present
             self._loss_counts += present.float()
         return (loss, outputs) if return_outputs else loss
+
+    def _weights_tensor(self, model) -> torch.Tensor:
+        """Each task loss's current multiplier, detached (the uncertainty weights with their floor)."""
+        if self.current_weighting() is LossWeighting.UNCERTAINTY:
+            return torch.exp(-capped_log_vars(self._log_vars(model).detach(), self.args.uncertainty_weight_floor))
+        if self.current_weighting() is LossWeighting.EQUAL:
+            return torch.ones_like(self._multipliers())
+        return self._multipliers().float()
+
+    def _task_gradients(self, model, outputs, losses, present, loss, split: bool, conflict: bool) -> torch.Tensor:
+        """Per-task gradients on the encoder output h: GradNorm's norms, the conflict log, PCGrad's surgery.
+
+        Returns the loss to back-propagate: unchanged, or with `split` the surrogate that hands the encoder the
+        (projected) sum of the weighted task gradients while the heads keep their own."""
+        present_now = present.tolist()
+        hidden = outputs.head_hidden
+        raw = [torch.autograd.grad(losses[t], hidden, retain_graph=True)[0] if seen else None
+               for t, seen in enumerate(present_now)]
+        if split and self.balancer is not None and self.balancer.needs_task_gradients:
+            norms = [0.0 if g is None else float(g.norm()) for g in raw]
+            self.balancer.observe_gradient_norms(norms, losses.detach().tolist(), present_now)
+        weights = self._weights_tensor(model)
+        weighted = [None if g is None else g * weights[t] for t, g in enumerate(raw)]
+        if conflict:
+            self._log_conflict(model, outputs.encoder_hidden, weighted)
+        if not split:
+            return loss
+        live = [g for g in weighted if g is not None]
+        if self.args.gradient_surgery is GradientSurgery.PCGRAD and len(live) > 1:
+            generator = torch.Generator().manual_seed(self.args.seed * 100_003 + self.state.global_step)
+            combined = pcgrad(live, generator)
+        else:
+            combined = torch.stack(live).sum(0)
+        surrogate = (outputs.encoder_hidden * combined.detach()).sum()
+        return loss + surrogate - surrogate.detach()
+
+    def _log_conflict(self, model, encoder_hidden: torch.Tensor, weighted: list[torch.Tensor | None]) -> None:
+        started = time.perf_counter()
+        self._last_conflict_step = self.state.global_step
+        params = [p for p in self.accelerator.unwrap_model(model).encoder.parameters() if p.requires_grad]
+        grads = []
+        for g in weighted:
+            if g is None:
+                grads.append(None)
+                continue
+            parts = torch.autograd.grad(encoder_hidden, params, g, retain_graph=True, allow_unused=True)
+            grads.append(torch.cat([p.reshape(-1) for p in parts if p is not None]))
+        stats = conflict_stats(self.task_names, grads)
+        self.conflict_seconds += time.perf_counter() - started
+        self.log({key: round(value, 6) for key, value in stats.items()})
+
+    def conflict_summary(self, train_seconds: float | None = None) -> dict:
+        """`gradient_conflict` of metrics.json: per pair mean cosine and share of negative steps, mean norms."""
+        summary = summarise_conflict(self.state.log_history)
+        if summary:
+            summary["every_steps"] = self.args.gradient_conflict_steps
+            summary["seconds"] = round(self.conflict_seconds, 2)
+            if train_seconds:
+                summary["share_of_training_time"] = round(self.conflict_seconds / train_seconds, 4)
+        return summary
+
+    def balancer_state(self) -> dict:
+        return {"balancer": self.balancer.state_dict(), "weights": self._balance_weights.tolist()}
+
+    def load_balancer_state(self, checkpoint: str | Path) -> None:
+        path = Path(checkpoint) / BALANCER_STATE
+        if self.balancer is None or not path.is_file():
+            return
+        state = json.loads(path.read_text())
+        self.balancer.load_state_dict(state["balancer"])
+        self._balance_weights = torch.tensor(state["weights"], device=self._balance_weights.device)
+        logger.info("Restored the %s balancer's state from %s", self.args.loss_weighting.value, path)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        if resume_from_checkpoint is True:  # resolved here too, to read the balancer state beside the weights
+            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir) or True  # none: Trainer's error
+        if isinstance(resume_from_checkpoint, str):
+            self.load_balancer_state(resume_from_checkpoint)
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     def get_train_dataloader(self) -> DataLoader:
         if self.args.sampling is not BatchSampling.PROPORTIONAL:
@@ -136,9 +276,8 @@ class MultiTaskTrainer(Trainer):
         return loss
 
     def task_weights_now(self) -> dict[str, float]:
-        weights = effective_weights(
-            self.current_weighting(), len(self.task_names), self._log_vars(self.model), self.fixed_weights
-        )
+        weights = effective_weights(self.current_weighting(), len(self.task_names), self._log_vars(self.model),
+                                    self._multipliers(), self.args.uncertainty_weight_floor)
         return dict(zip(self.task_names, weights))
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:

@@ -8,6 +8,7 @@ plus, when lexical heads are fused, those of the encoder heads and the lexical h
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import time
@@ -32,11 +33,12 @@ from .router import Router
 from .settings import KNOBS
 from .tasks import TaskSpec, parse_task_mapping
 from .trainer import MultiTaskTrainer
+from .training_curves import draw_training_curves
 from .training_args import RouterTrainingArguments
 
 logger = logging.getLogger(__name__)
 
-
+# issue 12's settings, passed through unchanged from TrainConfig to RouterTrainingArguments
 @dataclass
 class PreparedData:
     specs: list[TaskSpec]
@@ -106,10 +108,13 @@ def train_router(config: TrainConfig) -> dict:
     except ValueError as error:  # bad enum values and ranges, named by RouterTrainingArguments
         raise InputError(str(error)) from None
     encoder, tokenizer = load_backbone(config.backbone)
-    model = MultiTaskRouterModel.from_backbone(
-        encoder, data.specs, config.text_columns, pooling=config.pooling,
-        classifier_dropout=config.dropout, max_length=config.max_length, backbone=config.backbone,
-    )
+    options = dict(text_columns=config.text_columns, pooling=config.pooling, classifier_dropout=config.dropout,
+                   max_length=config.max_length, backbone=config.backbone)
+    try:
+        model = (MultiTaskRouterModel.branched_from_backbone(encoder, data.specs, config.task_specific_layers, **options)
+                 if config.task_specific_layers else MultiTaskRouterModel.from_backbone(encoder, data.specs, **options))
+    except ValueError as error:  # more task-specific layers than the encoder has
+        raise InputError(str(error)) from None
     train_dataset = tokenize_dataset(data.train_texts, data.train_labels, tokenizer, config.max_length)
     eval_dataset = None
     if data.eval_texts is not None:
@@ -161,6 +166,9 @@ class FinishedTraining:
             "global_steps": state.global_step,
             "task_weights": self.trainer.task_weights_now(),
         }
+        conflict = self.trainer.conflict_summary(self.train_seconds)
+        if conflict:
+            summary["gradient_conflict"] = conflict
         if self.data.eval_texts is not None:
             summary.update(validation_summary(router, self.config, self.data))
             summary["best_checkpoint"] = state.best_model_checkpoint
@@ -172,6 +180,9 @@ class FinishedTraining:
         files = {"training_config.json": self.config.to_json() + "\n",
                  "log_history.json": json.dumps(self.trainer.state.log_history, indent=1) + "\n",
                  "metrics.json": _summary_json(summary)}
+        curves = io.BytesIO()  # per-task losses, weights, gradient norms and cosines over the steps
+        if draw_training_curves(self.trainer.state.log_history, curves):
+            files["training_curves.png"] = curves.getvalue()
         router.save_pretrained(self.config.output, extra_files=files,
                                keep=("checkpoints",) if self.config.keep_checkpoints else ())
         return summary
