@@ -63,3 +63,20 @@ def test_one_scoring_module_serves_the_statistics_names():
     assert scores["n"] == 3 and abs(scores["accuracy"] - 2 / 3) < 1e-12
     ids = metrics.task_metrics(np.array([0, 1, 1, -100]), np.array([0, 1, 0, 1]))
     assert ids["macro_f1"] == scores["macro_f1"] and ids["n"] == 3  # ids and label strings count alike
+
+
+def test_the_training_gradient_conflict_stands_beside_each_verdict():
+    entry = compare_task(TEXTS, None, _predictions(["a"] * 40), _predictions(["a"] * 40),
+                         n_bootstrap=10, seed=0, max_examples=0).entry
+    report = _report(entry)
+    assert "Training gradients" not in shadow_report.render_markdown(report)  # trained without the conflict log
+    report["gradient_conflict"] = {
+        "steps_logged": 6, "mean_grad_norm": {"queue": 0.5, "first_line": 2.0, "type": 1.0},
+        "pairs": {"first_line_queue": {"mean_cosine": -0.25, "negative_share": 0.75},
+                  "first_line_type": {"mean_cosine": 0.1, "negative_share": 0.0},
+                  "queue_type": {"mean_cosine": 0.05, "negative_share": 0.5}}}
+    text = shadow_report.render_markdown(report)
+    assert text.index("Verdict:") < text.index("Training gradients on the shared encoder (6 logged steps)")
+    assert "- first_line_queue: mean cosine -0.250, negative on 75% of the logged steps" in text
+    assert "- queue_type: mean cosine 0.050, negative on 50%" in text
+    assert "first_line_type" not in text  # a pair without this head belongs to the others' sections

@@ -176,6 +176,16 @@ def _measure_cost(
 # --------------------------------------------------------------------------- entry point
 
 
+def _training_conflict(model_dir: Path) -> dict[str, Any] | None:
+    """metrics.json's `gradient_conflict` of the multi-task model, if it was trained with the conflict log."""
+    path = model_dir / "metrics.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("gradient_conflict") if path.is_file() else None
+    except json.JSONDecodeError:
+        logger.warning("%s: not valid JSON; the report has no gradient-conflict summary", path)
+        return None
+
+
 def run_shadow(
     model_dir: str | Path,
     baselines_dir: str | Path,
@@ -238,6 +248,8 @@ def run_shadow(
         "skipped_tasks": skipped,
         "latency": latency,
         "memory": memory,
+        # How the shared encoder's task gradients related during training: the likely cause of a "worse" head.
+        "gradient_conflict": _training_conflict(model_dir),
         "settings": {"batch_size": batch_size, "latency_repeats": latency_repeats,
                      "n_bootstrap": n_bootstrap, "seed": seed, "ece_bins": ECE_BINS},
     })

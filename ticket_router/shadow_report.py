@@ -228,7 +228,26 @@ def disagreement_block(task: str, t: dict[str, Any], report: Report) -> list[str
 
 
 # Order of the blocks in each task's section; add a block here to show more per task.
-TASK_BLOCKS: tuple[TaskBlock, ...] = (verdict_block, metrics_block, plots_block, disagreement_block)
+def conflict_block(task: str, t: dict[str, Any], report: Report) -> list[str]:
+    """The head's gradients on the shared encoder during training (balancing.summarise_conflict), beside its
+    verdict: a head whose gradient opposes the others' (negative mean cosine) or is far smaller is starved by
+    sharing; near-orthogonal gradients of similar size point elsewhere (too few steps, the loss weighting)."""
+    conflict = report.get("gradient_conflict") or {}
+    norms = conflict.get("mean_grad_norm") or {}
+    keys = {key for other in norms if other != task for key in (f"{task}_{other}", f"{other}_{task}")}
+    pairs = {pair: v for pair, v in (conflict.get("pairs") or {}).items() if pair in keys}
+    if not pairs and task not in norms:
+        return []
+    lines = [f"Training gradients on the shared encoder ({conflict.get('steps_logged', '?')} logged steps): "
+             f"mean norm {_fmt(norms.get(task), 4)} (all heads: "
+             + ", ".join(f"{cell(name)} {_fmt(value, 4)}" for name, value in norms.items()) + ")."]
+    for pair, v in sorted(pairs.items()):
+        lines.append(f"- {cell(pair)}: mean cosine {_fmt(v['mean_cosine'])}, negative on "
+                     f"{100 * v['negative_share']:.0f}% of the logged steps")
+    return lines + [""]
+
+
+TASK_BLOCKS: tuple[TaskBlock, ...] = (verdict_block, conflict_block, metrics_block, plots_block, disagreement_block)
 
 
 def render_task(task: str, t: dict[str, Any], report: Report) -> list[str]:
