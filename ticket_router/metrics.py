@@ -12,7 +12,7 @@ never be predicted, so it counts as an error. Pure numpy / scikit-learn, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from sklearn.metrics import f1_score
@@ -135,19 +135,3 @@ def multitask_metrics(labels: np.ndarray, logits: Sequence[np.ndarray], task_nam
         name: task_metrics(labels[:, t], np.asarray(logits[t]).argmax(-1)) for t, name in enumerate(task_names)
     }
     return {"tasks": per_task, "mean_macro_f1": mean_macro_f1(per_task)}
-
-
-def compute_metrics_fn(task_names: Sequence[str]) -> Callable:
-    """A `Trainer(compute_metrics=...)` callable; flat keys such as `queue_macro_f1` and `mean_macro_f1`."""
-
-    def compute_metrics(prediction) -> dict[str, float]:
-        logits = prediction.predictions
-        logits = logits if isinstance(logits, (tuple, list)) else (logits,)
-        result = multitask_metrics(np.asarray(prediction.label_ids), logits, task_names)
-        flat = {"mean_macro_f1": result["mean_macro_f1"] or 0.0}
-        for name, metrics in result["tasks"].items():
-            flat[f"{name}_accuracy"] = metrics["accuracy"] or 0.0
-            flat[f"{name}_macro_f1"] = metrics["macro_f1"] or 0.0
-        return flat
-
-    return compute_metrics
