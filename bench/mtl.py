@@ -48,6 +48,8 @@ METHODS: dict[str, list[str]] = {
     "pcgrad": ["--gradient-surgery", "pcgrad"],
     "gradnorm_pcgrad": ["--loss-weighting", "gradnorm", "--gradient-surgery", "pcgrad"],
     "gradnorm_a3": ["--loss-weighting", "gradnorm", "--gradnorm-alpha", "3"],
+    # a fixed larger share of the shared update for the head whose loss sits at chance (issue 12's diagnosis)
+    "fixed_urgency3": ["--loss-weighting", "fixed", "--task-weight", "urgency=3"],
     "top1": ["--task-specific-layers", "1"],
     "top2": ["--task-specific-layers", "2"],
 }
@@ -192,6 +194,9 @@ def step_time(args: argparse.Namespace) -> dict:
     return result
 
 
+_TIMING_KEYS = ("step_time", "routing_cost", "routing_cost_load_average")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/harbor.yaml")
@@ -209,9 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--routing-cost", default="", help="e.g. 0,1,2: time routing per task_specific_layers K")
     parser.add_argument("extra", nargs="*", help="more train flags for every run, after --")
     args = parser.parse_args(argv)
-    results = run(args) if args.methods else {"methods": {}, "single": {}}
-    if Path(args.json).is_file() and not args.methods:  # a timing-only call adds to the earlier results
-        results = json.loads(Path(args.json).read_text())
+    earlier = json.loads(Path(args.json).read_text()) if Path(args.json).is_file() else {}
+    if args.methods:  # a method run keeps the earlier timings, unless this call measures them again
+        results = run(args) | {key: value for key, value in earlier.items() if key in _TIMING_KEYS}
+    else:  # a timing-only call adds to the earlier results
+        results = earlier or {"methods": {}, "single": {}}
     if args.step_time:
         results["step_time"] = step_time(args)
     if args.routing_cost:
