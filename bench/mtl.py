@@ -3,7 +3,7 @@ uncertainty-weighted router and the single-task encoders, with paired-bootstrap 
 
 Standalone (the `make bench` harness may call `run` later):
 
-    python bench/mtl.py --config configs/harbor.yaml --test data/harbor/test.csv --workdir runs/mtl \
+    python -m bench.mtl --config configs/harbor.yaml --test data/harbor/test.csv --workdir runs/mtl \
         --methods uncertainty,gradnorm,pcgrad --single urgency --json bench/mtl_results.json
 
 Each method is `ticket-router train --config CONFIG --lexical-weight 0 <its flags>` into WORKDIR/<method>
@@ -28,14 +28,13 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from ticket_router.config import build_config  # noqa: E402
-from ticket_router.data import encode_labels, join_text_columns, read_table  # noqa: E402
-from ticket_router.lexical import LexicalHeads, LexicalSettings, fuse  # noqa: E402
-from ticket_router.router import Router  # noqa: E402
-from ticket_router.stats import macro_f1, paired_bootstrap_diff_ci  # noqa: E402
-from ticket_router.training import prepare_data  # noqa: E402
+from ticket_router.config import build_config
+from ticket_router.data import encode_labels, join_text_columns, read_table
+from ticket_router.lexical import LexicalHeads, LexicalSettings
+from ticket_router.router import Router
+from ticket_router.stats import macro_f1, paired_bootstrap_diff_ci
+from ticket_router.training import prepare_data
 
 # name -> extra `ticket-router train` flags (on top of the config and --lexical-weight 0)
 METHODS: dict[str, list[str]] = {
@@ -69,12 +68,16 @@ def _train(config_path: str, output: Path, flags: list[str], reuse: bool) -> dic
     return metrics
 
 
-def _predictions(model_dir: Path, texts: list[str], lexical_proba: dict | None, weight: float) -> dict:
+def _predictions(model_dir: Path, texts: list[str], lexical: LexicalHeads | None, weight: float) -> dict:
+    """Labels of the encoder heads alone and, with `lexical`, of the router fused with these shared n-gram heads
+    (fitted once for every method, so that only the encoders differ), through Router.predict_proba."""
     router = Router.from_pretrained(model_dir)
     encoder = router.encoder_proba(texts, batch_size=64)
     result = {"encoder": {name: p.argmax(1) for name, p in encoder.items()}}
-    if lexical_proba is not None:
-        result["fused"] = {name: fuse(p, lexical_proba.get(name), weight).argmax(1) for name, p in encoder.items()}
+    if lexical is not None:
+        router.set_lexical(lexical, weight)
+        fused = router.predict_proba(texts, encoder_proba=encoder, calibrated=False)
+        result["fused"] = {name: p.argmax(1) for name, p in fused.items()}
     return result
 
 
@@ -96,9 +99,8 @@ def run(args: argparse.Namespace) -> dict:
     lexical = None
     if args.fuse_weight > 0:
         data = prepare_data(config)
-        heads = LexicalHeads.fit(data.train_texts, data.train_labels, data.specs,
-                                 LexicalSettings(weight=args.fuse_weight, class_weight_balanced=config.class_weights))
-        lexical = heads.predict_proba(texts)
+        lexical = LexicalHeads.fit(data.train_texts, data.train_labels, data.specs,
+                                   LexicalSettings(weight=args.fuse_weight, class_weight_balanced=config.class_weights))
     names = [s.name for s in specs]
     results: dict = {"config": args.config, "test": args.test, "methods": {}, "single": {},
                      "machine": {"cpus": os.cpu_count(), "load_average_start": os.getloadavg()}}
