@@ -21,13 +21,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_file
 from .errors import InputError
 from .lexical import softmax
 from .risk_coverage import Outcomes
@@ -144,16 +143,10 @@ def fit_calibration(probabilities: dict[str, np.ndarray], labels: np.ndarray, sp
 
 
 def write_json_atomic(path: Path, data: dict) -> Path:
-    """Write sorted JSON to a temporary file beside `path`, then rename it over `path`: a reader never sees half
-    a file, and a failed write leaves the old one in place."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Sorted JSON written beside `path`, then moved over it (atomic.atomic_file): a reader never sees half a file,
+    and a failed write leaves the old one in place."""
+    with atomic_file(path) as out:
+        out.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path
 
 
