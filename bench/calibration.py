@@ -36,7 +36,7 @@ from ticket_router.serialization import json_safe
 
 def measure(router: Router, holdout: str, plots: str | None, batch_size: int) -> dict:
     table = read_table(holdout)
-    present = [s for s in router.specs if s.column in table.column_names]
+    present = router.labeled_specs(table, holdout, "measure")
     gold = encode_labels(table, present, holdout)
     texts = router.texts_from_table(table, holdout)
     raw = router.predict_proba(texts, batch_size, calibrated=False)

@@ -109,10 +109,7 @@ def calibrate_model(model_dir: str | Path, data: str, batch_size: int = 64, **ov
     model_dir = Path(model_dir)
     router = Router.from_pretrained(model_dir)
     table = read_table(data)
-    present = [s for s in router.specs if s.column in table.column_names]
-    if not present:
-        columns = ", ".join(repr(s.column) for s in router.specs)
-        raise InputError(f"{data}: none of the label columns {columns} is present; nothing to calibrate on")
+    present = router.labeled_specs(table, data, "calibrate on")
     gold = encode_labels(table, present, data)
     proba = router.predict_proba(router.texts_from_table(table, data), batch_size, show_progress=True, calibrated=False)
     old_policy = router.policy

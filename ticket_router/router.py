@@ -271,6 +271,14 @@ class Router:
                    for i in range(len(texts))]
         return decide(records, probabilities, list(texts), self.specs, self.policy, top_k)
 
+    def labeled_specs(self, table: datasets.Dataset, source: str, purpose: str) -> list[TaskSpec]:
+        """The tasks whose label column `table` has (evaluate, calibrate); none is refused in one line."""
+        present = [s for s in self.specs if s.column in table.column_names]
+        if not present:
+            columns = ", ".join(repr(s.column) for s in self.specs)
+            raise InputError(f"{source}: none of the label columns {columns} is present; nothing to {purpose}")
+        return present
+
     def evaluate(self, table: datasets.Dataset, source: str, strict: bool = False, batch_size: int = 32,
                  plots: str | Path | None = None) -> dict:
         """{"tasks": {name: {accuracy, macro_f1, n, ece, aurc, and with a policy coverage, auto_precision, auto_n,
@@ -279,13 +287,10 @@ class Router:
         from .data import encode_labels, join_text_columns
         from .metrics import multitask_metrics
 
-        present = [s for s in self.specs if s.column in table.column_names]
+        present = self.labeled_specs(table, source, "evaluate")
         for spec in self.specs:
             if spec not in present:
                 logger.warning("%s: no column %r: task %r is not evaluated", source, spec.column, spec.name)
-        if not present:
-            columns = ", ".join(repr(s.column) for s in self.specs)
-            raise InputError(f"{source}: none of the label columns {columns} is present; nothing to evaluate")
         gold = encode_labels(table, present, source, strict=strict)
         texts = join_text_columns(table, self.text_columns, source)
         probabilities = self.predict_proba(texts, batch_size, show_progress=True)
