@@ -35,11 +35,11 @@ def make_tiny_backbone(directory: Path, kind: str = "distilbert") -> Path:
     vocab = write_vocab(directory / "vocab.txt")
     if kind == "distilbert":
         config = DistilBertConfig(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=128)
-        model, tokenizer = DistilBertModel(config), DistilBertTokenizerFast(vocab_file=str(vocab))
+        model, tokenizer = DistilBertModel(config), DistilBertTokenizerFast(vocab=str(vocab))
     elif kind == "bert":
         config = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                             intermediate_size=37, max_position_embeddings=128)
-        model, tokenizer = BertModel(config), BertTokenizerFast(vocab_file=str(vocab))
+        model, tokenizer = BertModel(config), BertTokenizerFast(vocab=str(vocab))
     else:
         raise ValueError(kind)
     model.save_pretrained(directory)
