@@ -151,6 +151,10 @@ class MultiTaskTrainer(Trainer):
             self._balance_weights = torch.tensor(self.balancer.weights(losses_now), device=labels.device)
         loss = combine_task_losses(task.train, task.present, self.current_weighting(), self._log_vars(model),
                                    self._multipliers(), self.args.uncertainty_weight_floor)
+        if model.training and self._world_size(model) > 1 and self.current_weighting() is not LossWeighting.UNCERTAINTY:
+            # DDP waits for every parameter's gradient: the unused log-variances get a zero one, which
+            # `training_step` drops again so that the optimizer skips them as it does with one process.
+            loss = loss + 0.0 * self._log_vars(model).sum()
         if split or conflict:
             loss = self._task_gradients(model, outputs, task, loss, split, conflict)
         if model.training:
@@ -298,6 +302,8 @@ class MultiTaskTrainer(Trainer):
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.current_weighting() is not LossWeighting.UNCERTAINTY:
+            self._log_vars(model).grad = None  # see compute_loss
         if self.state.global_step < self.args.freeze_encoder_steps:
             for parameter in self.accelerator.unwrap_model(model).encoder.parameters():
                 parameter.grad = None
