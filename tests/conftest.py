@@ -34,8 +34,8 @@ def make_tiny_backbone(directory: Path, kind: str = "distilbert", dropout: float
     directory.mkdir(parents=True, exist_ok=True)
     vocab = write_vocab(directory / "vocab.txt")
     if kind == "distilbert":
-        config = DistilBertConfig(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=128,
-                                  dropout=dropout, attention_dropout=dropout)
+        config = DistilBertConfig(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37,
+                                  max_position_embeddings=128, dropout=dropout, attention_dropout=dropout)
         model, tokenizer = DistilBertModel(config), DistilBertTokenizerFast(vocab_file=str(vocab))
     elif kind == "bert":
         config = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,

@@ -176,7 +176,7 @@ def test_two_processes_train_as_one_on_the_global_batch(tmp_path):
     started = time.perf_counter()
     runs = {"two": subprocess.Popen(launch + worker + ["--output", str(tmp_path / "two"), "--batch-size", "4"],
                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
-            "one": subprocess.Popen([sys.executable] + worker + ["--output", str(tmp_path / "one"), "--batch-size", "8"],
+            "one": subprocess.Popen([sys.executable, *worker, "--output", str(tmp_path / "one"), "--batch-size", "8"],
                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)}
     for name, run in runs.items():
         output = run.communicate(timeout=900)[0]
@@ -195,10 +195,11 @@ def test_two_processes_train_as_one_on_the_global_batch(tmp_path):
         for key in ("balance_weights", "uncertainty_weights"):
             assert ranks[0][key] == ranks[1][key], (method, key)
             assert ranks[0][key] == pytest.approx(one[key], abs=1e-5), (method, key)
-        logged = [{k: v for k, v in e.items() if k.startswith("grad_")} for e in ranks[0]["conflict_log"]]
-        assert len(logged) == 3  # steps 0, 2, 4
-        for got, expected in zip(logged, [{k: v for k, v in e.items() if k.startswith("grad_")} for e in one["conflict_log"]]):
-            assert got == pytest.approx(expected, abs=1e-5), method
+        logged, expected = ([{k: v for k, v in e.items() if k.startswith("grad_")} for e in run["conflict_log"]]
+                            for run in (ranks[0], one))
+        assert len(logged) == len(expected) == 3  # steps 0, 2, 4
+        for got, want in zip(logged, expected):
+            assert got == pytest.approx(want, abs=1e-5), method
         trained = [torch.load(tmp_path / "two" / f"{method}-rank{k}.pt") for k in (0, 1)]
         single = torch.load(tmp_path / "one" / f"{method}-rank0.pt")
         for name, tensor in single.items():
