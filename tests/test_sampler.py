@@ -131,3 +131,10 @@ def test_shards_deal_out_the_single_process_global_batches():
 def test_shards_must_be_positive():
     with pytest.raises(ValueError, match="num_shards"):
         ProportionalTaskBatchSampler(disjoint_labels([3, 3]), batch_size=2, num_shards=0)
+
+
+def test_a_short_global_batch_is_reported(caplog):
+    sampler = ProportionalTaskBatchSampler(disjoint_labels([2, 1]), batch_size=2, num_shards=2)  # 3 rows for 4 slots
+    with caplog.at_level("WARNING", logger="ticket_router.sampler"):
+        batches = list(sampler)
+    assert [len(b) for b in batches] == [2, 1] and "has 3 of its 4 rows" in caplog.text

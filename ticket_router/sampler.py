@@ -26,12 +26,15 @@ losses of `distributed.py` read). Every process builds the same sampler with the
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Sampler
+
+logger = logging.getLogger(__name__)
 
 
 def task_shares(label_counts: Sequence[int], temperature: float = 1.0) -> np.ndarray:
@@ -120,6 +123,9 @@ class ProportionalTaskBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         for batch in self._global_batches():
+            if self.num_shards > 1 and len(batch) < self.global_batch_size:
+                logger.warning("A global batch has %d of its %d rows (too few distinct labeled rows): accelerate "
+                               "skips the step, whose last process's batch is short", len(batch), self.global_batch_size)
             # Round-robin over a batch drawn task by task: each shard gets an even share of every task's quota.
             for shard in range(self.num_shards):
                 yield batch[shard::self.num_shards]
