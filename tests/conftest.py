@@ -27,14 +27,15 @@ def write_vocab(path: Path) -> Path:
     return path
 
 
-def make_tiny_backbone(directory: Path, kind: str = "distilbert") -> Path:
+def make_tiny_backbone(directory: Path, kind: str = "distilbert", dropout: float = 0.1) -> Path:
     from transformers import BertConfig, BertModel, BertTokenizerFast, DistilBertConfig, DistilBertModel
     from transformers import DistilBertTokenizerFast
 
     directory.mkdir(parents=True, exist_ok=True)
     vocab = write_vocab(directory / "vocab.txt")
     if kind == "distilbert":
-        config = DistilBertConfig(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=128)
+        config = DistilBertConfig(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37,
+                                  max_position_embeddings=128, dropout=dropout, attention_dropout=dropout)
         model, tokenizer = DistilBertModel(config), DistilBertTokenizerFast(vocab=str(vocab))
     elif kind == "bert":
         config = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,

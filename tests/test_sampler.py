@@ -102,3 +102,39 @@ def test_length_grouping_cuts_padding_and_keeps_the_draw():
 def test_length_grouping_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="lengths has 3 entries for 6 rows"):
         ProportionalTaskBatchSampler(disjoint_labels([3, 3]), batch_size=2, lengths=[1, 2, 3])
+
+
+def test_shards_deal_out_the_single_process_global_batches():
+    """Two processes at batch size 4 draw, together and disjointly, the batches of one process at 8."""
+    from accelerate.data_loader import BatchSamplerShard
+
+    labels = disjoint_labels([30, 12, 5])
+    labels[:10, 1] = 1  # rows labeled for two tasks: a row drawn for one task must not reappear on the other shard
+    whole = ProportionalTaskBatchSampler(labels, batch_size=8, seed=4)
+    sharded = ProportionalTaskBatchSampler(labels, batch_size=4, seed=4, num_shards=2)
+    assert len(sharded) == 2 * len(whole)
+    for epoch in (0, 1):
+        whole.set_epoch(epoch)
+        sharded.set_epoch(epoch)
+        # accelerate's shard, as the Trainer wraps the sampler: process k takes the k-th batch of every two
+        ranks = [list(BatchSamplerShard(sharded, num_processes=2, process_index=k)) for k in (0, 1)]
+        assert len(ranks[0]) == len(ranks[1]) == len(whole)
+        for first, second, batch in zip(ranks[0], ranks[1], whole):
+            assert len(first) == len(second) == 4 and not set(first) & set(second)
+            assert sorted(first + second) == sorted(batch)
+            for task in range(3):  # each shard gets floor or ceil of half the task's quota
+                quota = int((labels[batch, task] >= 0).sum())
+                shares = sorted(int((labels[shard, task] >= 0).sum()) for shard in (first, second))
+                assert shares in ([quota // 2, quota - quota // 2], [quota - quota // 2, quota // 2]) or task == 1
+
+
+def test_shards_must_be_positive():
+    with pytest.raises(ValueError, match="num_shards"):
+        ProportionalTaskBatchSampler(disjoint_labels([3, 3]), batch_size=2, num_shards=0)
+
+
+def test_a_short_global_batch_is_reported(caplog):
+    sampler = ProportionalTaskBatchSampler(disjoint_labels([2, 1]), batch_size=2, num_shards=2)  # 3 rows for 4 slots
+    with caplog.at_level("WARNING", logger="ticket_router.sampler"):
+        batches = list(sampler)
+    assert [len(b) for b in batches] == [2, 1] and "has 3 of its 4 rows" in caplog.text

@@ -198,19 +198,31 @@ def make_balancer(method: str, num_tasks: int, settings: BalancerSettings) -> Ta
 
 def pcgrad(grads: Sequence[torch.Tensor], generator: torch.Generator | None = None) -> torch.Tensor:
     """Sum of the task gradients after PCGrad's projections (each projected on the others' original gradients)."""
-    flat = [g.reshape(-1).float() for g in grads]
-    projected = []
-    for i, g in enumerate(flat):
-        g = g.clone()
-        others = [j for j in range(len(flat)) if j != i]
-        order = torch.randperm(len(others), generator=generator).tolist()
-        for k in order:
-            other = flat[others[k]]
-            dot = torch.dot(g, other)
+    flat = torch.stack([g.reshape(-1).float() for g in grads])
+    coefficients = pcgrad_coefficients(flat @ flat.T, generator)
+    return (coefficients.to(flat) @ flat).reshape(grads[0].shape).to(grads[0].dtype)
+
+
+def pcgrad_coefficients(gram: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """a such that PCGrad's sum of projected gradients is sum_j a_j g_j, from the Gram matrix G_ij = <g_i, g_j>.
+
+    A projection g_i <- g_i - <g_i, g_j> / |g_j|^2 g_j keeps g_i a combination c . g of the original gradients,
+    and the dot product it needs is c . G[:, j]: the Gram matrix is all PCGrad reads, which is what lets several
+    processes run it on the global batch by adding their Gram matrices (`distributed.global_gram`). A common
+    factor on G changes nothing. The order of the projections is drawn from `generator` as in the paper."""
+    gram = gram.detach().double().cpu()
+    total = torch.zeros(len(gram), dtype=torch.float64)
+    for i in range(len(gram)):
+        c = torch.zeros(len(gram), dtype=torch.float64)
+        c[i] = 1.0
+        others = [j for j in range(len(gram)) if j != i]
+        for k in torch.randperm(len(others), generator=generator).tolist():
+            j = others[k]
+            dot = c @ gram[:, j]
             if dot < 0:
-                g = g - dot / other.dot(other).clamp_min(_EPS) * other
-        projected.append(g)
-    return torch.stack(projected).sum(0).reshape(grads[0].shape).to(grads[0].dtype)
+                c[j] -= dot / gram[j, j].clamp_min(_EPS)
+        total += c
+    return total
 
 
 def conflict_stats(names: Sequence[str], grads: Sequence[torch.Tensor | None]) -> dict[str, float]:

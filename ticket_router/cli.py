@@ -83,7 +83,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = _train_config(args)
     summary = train_router(config)
-    print(training_table(summary, config.output))  # the JSON is in OUTPUT/metrics.json
+    if summary:  # under accelerate launch only the first process saves, scores and reports
+        print(training_table(summary, config.output))  # the JSON is in OUTPUT/metrics.json
     return 0
 
 

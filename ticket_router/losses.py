@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -32,13 +33,36 @@ def masked_task_losses(
     labels: torch.Tensor,
     class_weights: Sequence[torch.Tensor | None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (losses [T], present [T] bool): mean cross-entropy of each task over its labeled rows.
+    """Return (losses [T], present [T] bool): mean cross-entropy of each task over its labeled rows."""
+    sums = masked_task_sums(logits, labels, class_weights)
+    # No labeled row: 0 / 1 = an exact zero that stays attached to the graph (every head gets a zero gradient).
+    return sums.nll / sums.weight.clamp_min(1e-12), sums.count > 0
+
+
+@dataclass
+class TaskLossSums:
+    """Per task, over one batch's labeled rows: sum of w[y] * nll (attached), sum of w[y] and row count (detached).
+
+    A task's mean loss is nll / weight. Kept apart so that several processes can add their sums before dividing
+    (`distributed.global_task_losses`): a mean of per-process means is wrong when label counts differ by process."""
+
+    nll: torch.Tensor
+    weight: torch.Tensor
+    count: torch.Tensor
+
+
+def masked_task_sums(
+    logits: Sequence[torch.Tensor],
+    labels: torch.Tensor,
+    class_weights: Sequence[torch.Tensor | None] | None = None,
+) -> TaskLossSums:
+    """The sums behind `masked_task_losses`.
 
     Every row is scored and the unlabeled ones get weight 0, instead of selecting the labeled rows: a boolean
     index or `bool(mask.any())` has to read the mask back to the host, and on a GPU each such read stalls the
     step until the device has caught up. The weighted mean is torch's own (sum of w[y] * nll over sum of w[y]).
     """
-    losses, present = [], []
+    nll_sums, weight_sums, counts = [], [], []
     for t, task_logits in enumerate(logits):
         task_labels = labels[:, t]
         mask = task_labels >= 0
@@ -48,10 +72,10 @@ def masked_task_losses(
         weight = None if class_weights is None else class_weights[t]
         if weight is not None:
             row_weights = row_weights * weight.to(device=task_logits.device, dtype=torch.float32)[safe_labels]
-        # No labeled row: 0 / 1 = an exact zero that stays attached to the graph (every head gets a zero gradient).
-        losses.append((nll * row_weights).sum() / row_weights.sum().clamp_min(1e-12))
-        present.append(mask.any())
-    return torch.stack(losses), torch.stack(present)
+        nll_sums.append((nll * row_weights).sum())
+        weight_sums.append(row_weights.sum())
+        counts.append(mask.sum())
+    return TaskLossSums(torch.stack(nll_sums), torch.stack(weight_sums).detach(), torch.stack(counts).float())
 
 
 def combine_task_losses(

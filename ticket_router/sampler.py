@@ -14,16 +14,27 @@ With `lengths`, batches are grouped by length: `group_size` batches are drawn as
 token count and cut back into batches of the same sizes, and those batches are yielded in random order. Padding
 then shrinks (on the support-ticket data a random batch of 16 pads to 128 tokens, a grouped one to about 90).
 The price: task shares hold over each group of batches rather than in every batch.
+
+Several data-parallel processes (`num_shards` = N > 1): every step's global batch of batch_size x N rows is drawn
+exactly as one process with that batch size draws it (same quotas, same rows, no row twice), then dealt out
+round-robin into N batches of batch_size, yielded one after the other. The Trainer's accelerate wraps the sampler in
+`BatchSamplerShard`, which hands the k-th batch of every N to process k, so the processes' batches of one step are
+disjoint and together are the single-process global batch; each process gets floor or ceil of q_t / N rows of a task
+whose global quota is q_t (the at-least-one-row guarantee holds per global batch, which is what the global per-task
+losses of `distributed.py` read). Every process builds the same sampler with the same seed, so they agree.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Sampler
+
+logger = logging.getLogger(__name__)
 
 
 def task_shares(label_counts: Sequence[int], temperature: float = 1.0) -> np.ndarray:
@@ -58,13 +69,17 @@ class ProportionalTaskBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         lengths: Sequence[int] | None = None,
         group_size: int = 16,
+        num_shards: int = 1,
     ):
         """`labels` is the (n_rows, n_tasks) label matrix; a row is labeled for task t when labels[row, t] >= 0.
 
         `lengths` (token count per row) turns on length grouping over `group_size` batches at a time.
+        `num_shards`: data-parallel processes; `batch_size` is then each process's share of a global batch.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if num_shards < 1:
+            raise ValueError(f"num_shards must be >= 1, got {num_shards}")
         if group_size < 1:
             raise ValueError(f"group_size must be >= 1, got {group_size}")
         if lengths is not None and len(lengths) != len(labels):
@@ -78,21 +93,25 @@ class ProportionalTaskBatchSampler(Sampler[list[int]]):
         if self.num_labeled_rows == 0:
             raise ValueError("no training row has a label for any task")
         self.batch_size, self.seed, self.epoch = batch_size, seed, 0
+        self.num_shards, self.global_batch_size = num_shards, batch_size * num_shards
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return math.ceil(self.num_labeled_rows / self.batch_size)
+        return self.num_shards * self._num_global_batches()
+
+    def _num_global_batches(self) -> int:
+        return math.ceil(self.num_labeled_rows / self.global_batch_size)
 
     def quotas(self, generator: torch.Generator) -> np.ndarray:
-        """Rows per task for one batch: floor(B p_t), at least 1, remainder by stochastic rounding."""
+        """Rows per task for one global batch: floor(B p_t), at least 1, remainder by stochastic rounding."""
         active = self.shares > 0
-        exact = self.batch_size * self.shares
+        exact = self.global_batch_size * self.shares
         quota = np.floor(exact).astype(np.int64)
-        if self.batch_size >= active.sum():
+        if self.global_batch_size >= active.sum():
             quota[active] = np.maximum(quota[active], 1)
-        missing = self.batch_size - int(quota.sum())
+        missing = self.global_batch_size - int(quota.sum())
         while missing < 0:  # the at-least-one bump overshot a tiny batch: take rows back from the largest quota
             quota[int(quota.argmax())] -= 1
             missing += 1
@@ -103,6 +122,15 @@ class ProportionalTaskBatchSampler(Sampler[list[int]]):
         return quota
 
     def __iter__(self) -> Iterator[list[int]]:
+        for batch in self._global_batches():
+            if self.num_shards > 1 and len(batch) < self.global_batch_size:
+                logger.warning("A global batch has %d of its %d rows (too few distinct labeled rows): accelerate "
+                               "skips the step, whose last process's batch is short", len(batch), self.global_batch_size)
+            # Round-robin over a batch drawn task by task: each shard gets an even share of every task's quota.
+            for shard in range(self.num_shards):
+                yield batch[shard::self.num_shards]
+
+    def _global_batches(self) -> Iterator[list[int]]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         batches = self._draw_batches(generator)
         if self.lengths is None:
@@ -124,7 +152,7 @@ class ProportionalTaskBatchSampler(Sampler[list[int]]):
 
     def _draw_batches(self, generator: torch.Generator) -> Iterator[list[int]]:
         pools = [_Pool(rows, generator) for rows in self.task_rows]
-        for _ in range(len(self)):
+        for _ in range(self._num_global_batches()):
             batch: list[int] = []
             chosen: set[int] = set()
             for t, count in enumerate(self.quotas(generator)):

@@ -20,6 +20,12 @@ Multi-task balancing (issue 12, `balancing.py`):
 - Every `gradient_conflict_steps` steps each task's gradient on the encoder's parameters (h's gradient pulled back
   through the encoder, one extra encoder backward per task) is logged: `grad_norm_<task>` (of the weighted task
   loss, as the encoder receives it) and `grad_cos_<a>_<b>`.
+
+Several processes (`accelerate launch`, DDP): every per-task quantity above is taken over the global batch through
+the reductions of `distributed.py` (masked means, GradNorm's norms, PCGrad's Gram matrix, the conflict log's
+gradients), so N processes make the update one process makes on the same rows and keep the same balancer state;
+the proportional sampler deals each global batch out to the processes (`sampler.py`). With one process nothing is
+reduced.
 """
 
 from __future__ import annotations
@@ -37,8 +43,9 @@ from torch.utils.data import DataLoader
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
-from .balancing import BalancerSettings, conflict_stats, make_balancer, pcgrad, summarise_conflict
-from .losses import capped_log_vars, combine_task_losses, effective_weights, masked_task_losses
+from .balancing import BalancerSettings, conflict_stats, make_balancer, pcgrad_coefficients, summarise_conflict
+from .distributed import GlobalTaskLosses, global_gradient, global_gradient_norms, global_gram, global_task_losses
+from .losses import capped_log_vars, combine_task_losses, effective_weights, masked_task_sums
 from .sampler import ProportionalTaskBatchSampler
 from .settings import BatchSampling, GradientSurgery, LossWeighting
 from .training_args import RouterTrainingArguments
@@ -123,25 +130,37 @@ class MultiTaskTrainer(Trainer):
         step = self.state.global_step
         return every > 0 and step % every == 0 and step != self._last_conflict_step
 
+    def _reduce(self, tensor: torch.Tensor) -> torch.Tensor:
+        return self.accelerator.reduce(tensor, reduction="sum")
+
+    def _world_size(self, model) -> int:
+        """Processes that train together (evaluation losses stay per process: the Trainer gathers them itself)."""
+        return self.accelerator.num_processes if model.training else 1
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
         self._move_loss_state(labels.device)
         split = model.training and self._split_at_encoder()
         conflict = model.training and self._conflict_due()
         outputs = model(**inputs, return_hidden=conflict, detach_hidden=split)
-        losses, present = masked_task_losses(outputs.logits, labels, self.class_weights)
+        sums = masked_task_sums(outputs.logits, labels, self.class_weights)
+        task = global_task_losses(sums, self._reduce, self._world_size(model))
         if model.training and self.balancer is not None:
-            losses_now, present_now = losses.detach().tolist(), present.tolist()
+            losses_now, present_now = task.values.tolist(), task.present.tolist()
             self.balancer.observe_losses(losses_now, present_now)
-            self._balance_weights = torch.tensor(self.balancer.weights(losses_now), device=losses.device)
-        loss = combine_task_losses(losses, present, self.current_weighting(), self._log_vars(model),
+            self._balance_weights = torch.tensor(self.balancer.weights(losses_now), device=labels.device)
+        loss = combine_task_losses(task.train, task.present, self.current_weighting(), self._log_vars(model),
                                    self._multipliers(), self.args.uncertainty_weight_floor)
+        if model.training and self._world_size(model) > 1 and self.current_weighting() is not LossWeighting.UNCERTAINTY:
+            # DDP waits for every parameter's gradient: the unused log-variances get a zero one, which
+            # `training_step` drops again so that the optimizer skips them as it does with one process.
+            loss = loss + 0.0 * self._log_vars(model).sum()
         if split or conflict:
-            loss = self._task_gradients(model, outputs, losses, present, loss, split, conflict)
+            loss = self._task_gradients(model, outputs, task, loss, split, conflict)
         if model.training:
             # Summed on the device and read back only when logging: a .cpu() here would stall every GPU step.
-            self._loss_sums += losses.detach().float() * present
-            self._loss_counts += present.float()
+            self._loss_sums += task.values.float() * task.present
+            self._loss_counts += task.present.float()
         return (loss, outputs) if return_outputs else loss
 
     def _weights_tensor(self, model) -> torch.Tensor:
@@ -152,18 +171,21 @@ class MultiTaskTrainer(Trainer):
             return torch.ones_like(self._multipliers())
         return self._multipliers().float()
 
-    def _task_gradients(self, model, outputs, losses, present, loss, split: bool, conflict: bool) -> torch.Tensor:
+    def _task_gradients(self, model, outputs, task: GlobalTaskLosses, loss, split: bool, conflict: bool) -> torch.Tensor:
         """Per-task gradients on the encoder output h: GradNorm's norms, the conflict log, PCGrad's surgery.
 
         Returns the loss to back-propagate: unchanged, or with `split` the surrogate that hands the encoder the
-        (projected) sum of the weighted task gradients while the heads keep their own."""
-        present_now = present.tolist()
+        (projected) sum of the weighted task gradients while the heads keep their own. A task present in the global
+        batch but not in this process's gets a zero gradient here, so every process reduces the same tasks."""
+        present_now = task.present.tolist()
         hidden = outputs.head_hidden
-        raw = [torch.autograd.grad(losses[t], hidden, retain_graph=True)[0] if seen else None
+        raw = [torch.autograd.grad(task.train[t], hidden, retain_graph=True)[0] if seen else None
                for t, seen in enumerate(present_now)]
+        world = self._world_size(model)
         if split and self.balancer is not None and self.balancer.needs_task_gradients:
-            norms = [0.0 if g is None else float(g.norm()) for g in raw]
-            self.balancer.observe_gradient_norms(norms, losses.detach().tolist(), present_now)
+            live_norms = iter(global_gradient_norms([g for g in raw if g is not None], self._reduce, world))
+            norms = [0.0 if g is None else next(live_norms) for g in raw]
+            self.balancer.observe_gradient_norms(norms, task.values.tolist(), present_now)
         weights = self._weights_tensor(model)
         weighted = [None if g is None else g * weights[t] for t, g in enumerate(raw)]
         if conflict:
@@ -172,8 +194,10 @@ class MultiTaskTrainer(Trainer):
             return loss
         live = [g for g in weighted if g is not None]
         if self.args.gradient_surgery is GradientSurgery.PCGRAD and len(live) > 1:
+            # The same seed on every process: the same projection order.
             generator = torch.Generator().manual_seed(self.args.seed * 100_003 + self.state.global_step)
-            combined = pcgrad(live, generator)
+            coefficients = pcgrad_coefficients(global_gram(live, self._reduce, world), generator).tolist()
+            combined = sum(c * g for c, g in zip(coefficients, live))
         else:
             combined = torch.stack(live).sum(0)
         surrogate = (outputs.encoder_hidden * combined.detach()).sum()
@@ -189,7 +213,8 @@ class MultiTaskTrainer(Trainer):
                 grads.append(None)
                 continue
             parts = torch.autograd.grad(encoder_hidden, params, g, retain_graph=True, allow_unused=True)
-            grads.append(torch.cat([p.reshape(-1) for p in parts if p is not None]))
+            flat = torch.cat([p.reshape(-1) for p in parts if p is not None])
+            grads.append(global_gradient(flat, self._reduce, self._world_size(model)))
         stats = conflict_stats(self.task_names, grads)
         self.conflict_seconds += time.perf_counter() - started
         self.log({key: round(value, 6) for key, value in stats.items()})
@@ -234,6 +259,7 @@ class MultiTaskTrainer(Trainer):
             temperature=self.args.sampling_temperature,
             seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
             lengths=[len(ids) for ids in self.train_dataset["input_ids"]] if self.args.group_by_length else None,
+            num_shards=self._sampler_shards(),
         )
         loader = DataLoader(
             self.train_dataset,
@@ -244,6 +270,12 @@ class MultiTaskTrainer(Trainer):
             persistent_workers=self.args.dataloader_persistent_workers and self.args.dataloader_num_workers > 0,
         )
         return self.accelerator.prepare(loader)
+
+    def _sampler_shards(self) -> int:
+        """Processes among which accelerate's `BatchSamplerShard` hands out whole batches, one each in turn.
+
+        With `split_batches` accelerate slices each batch instead; the sampler then draws the global batch as one."""
+        return 1 if self.accelerator.split_batches else self.accelerator.num_processes
 
     def get_decay_parameter_names(self, model: torch.nn.Module) -> list[str]:
         return [n for n in super().get_decay_parameter_names(model) if n != _LOSS_PARAMETER]
@@ -270,6 +302,8 @@ class MultiTaskTrainer(Trainer):
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.current_weighting() is not LossWeighting.UNCERTAINTY:
+            self._log_vars(model).grad = None  # see compute_loss
         if self.state.global_step < self.args.freeze_encoder_steps:
             for parameter in self.accelerator.unwrap_model(model).encoder.parameters():
                 parameter.grad = None

@@ -36,4 +36,10 @@ class RouterTrainingArguments(TrainingArguments, MultiTaskKnobs):
             self.train_sampling_strategy = "group_by_length"  # transformers' own LengthGroupedSampler
         if not torch.cuda.is_available():
             self.dataloader_pin_memory = False  # pinning needs an accelerator; torch warns on every loader otherwise
+        if self.ddp_find_unused_parameters is None:
+            # Every parameter gets a gradient each step (absent tasks a zero one, see losses.py; unused loss
+            # log-variances one from MultiTaskTrainer), so DDP need not search the graph. Searching would also wrap
+            # the model's outputs in DDP's pass-through node, cutting the logits off from the hidden states on
+            # which the trainer takes per-task gradients.
+            self.ddp_find_unused_parameters = False
         super().__post_init__()
