@@ -13,7 +13,8 @@ from bench import cli, memory, report
 from bench.settings import PROFILES
 from conftest import REPO, harbor_rows, write_csv
 
-SECTIONS = ("reference", "router", "single", "shadow", "ablations", "speed", "gpu")
+SECTIONS = ("reference", "router", "single", "shadow", "ablations", "speed", "gpu", "mtl")
+MTL_METHODS = ("uncertainty", "equal")
 
 
 def _load_bench():
@@ -35,6 +36,7 @@ def bench_run(tmp_path_factory, distilbert_dir):
     data.mkdir()
     write_csv(data / "train.csv", _ticket_rows("train", 60))
     write_csv(data / "validation.csv", _ticket_rows("validation", 30))
+    write_csv(data / "test.csv", _ticket_rows("test", 40))
     config = tmp / "config.yaml"
     config.write_text(
         "text_columns: [subject, body]\n"
@@ -43,13 +45,18 @@ def bench_run(tmp_path_factory, distilbert_dir):
         "loss_weighting: uncertainty\nsampling: proportional\nclass_weights: true\npooling: cls\n"
         "lexical_weight: 0.5\n"
     )
+    mtl_config = tmp / "mtl.yaml"  # the mtl section's own config: the conflict log at every step
+    mtl_config.write_text(config.read_text() + "gradient_conflict_steps: 1\n")
     (tmp / "BENCHMARKS.md").write_text("# Benchmarks\n\nHand-written intro.\n\n<!-- bench:begin -->\nold\n"
                                        "<!-- bench:end -->\n\nHand-written footer.\n")
     bench = _load_bench()
     common = ["--data-dir", str(data), "--config", str(config), "--backbone", str(distilbert_dir),
               "--out", str(tmp / "out"), "--results", str(tmp / "results.json"),
               "--benchmarks-md", str(tmp / "BENCHMARKS.md"), "--max-steps", "2", "--speed-steps", "8",
-              "--seeds", "2", "--bootstrap", "50", "--full"]  # single-task models: the first seed only (the default)
+              "--seeds", "2", "--bootstrap", "50", "--full",  # single-task models: the first seed only (the default)
+              "--mtl-config", str(mtl_config), "--mtl-train", str(data / "train.csv"),
+              "--mtl-validation", str(data / "validation.csv"), "--mtl-test", str(data / "test.csv"),
+              "--mtl-methods", ",".join(MTL_METHODS)]
     assert bench.main(common) == 0
     return bench, tmp, common
 
