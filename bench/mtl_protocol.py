@@ -87,9 +87,7 @@ class MtlProtocol:
     extra: tuple[str, ...] = ()  # more train flags for every run
 
     def check(self) -> None:
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown or not self.methods:
-            raise InputError(f"methods {list(self.methods)}: unknown {unknown}; known: {', '.join(METHODS)}")
+        check_methods(self.methods, "methods")
         tasks = [t for t in self.single if t not in self.base.tasks]
         if tasks:
             raise InputError(f"single-task encoders for {tasks}: the config's tasks are {sorted(self.base.tasks)}")
@@ -97,6 +95,13 @@ class MtlProtocol:
     @property
     def reference(self) -> str:
         return self.methods[0]
+
+
+def check_methods(methods: Sequence[str], source: str) -> None:
+    """Refuse an empty list or names not in METHODS, naming the flag (`source`) they came from."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise InputError(f"{source} {','.join(methods)!r}: unknown {unknown}; known: {', '.join(METHODS)}")
 
 
 def flag_changes(flags: Sequence[str]) -> dict[str, Any]:
@@ -253,6 +258,7 @@ def base_config(args: argparse.Namespace) -> TrainConfig:
 def protocol_from_args(args: argparse.Namespace) -> MtlProtocol:
     """`python -m bench.mtl`'s flags as a protocol (`--reuse` keeps any finished run, as it always did)."""
     base = base_config(args)
+    check_methods(args.methods.split(","), "--methods")
     return MtlProtocol(base=base, config_path=args.config, test=args.test, workdir=Path(args.workdir), methods=tuple(args.methods.split(",")),
                        single=tuple(t for t in args.single.split(",") if t), fuse_weight=args.fuse_weight,
                        resamples=args.resamples, reuse=Reuse.FINISHED if args.reuse else Reuse.NONE,

@@ -345,28 +345,41 @@ def _mtl_rows(mtl: dict[str, Any], tasks: list[str]) -> list[str]:
     return rows
 
 
-def _md_mtl(results: dict[str, Any]) -> list[str]:
-    mtl = results["sections"].get("mtl")
-    lines = _section_head(results, "Multi-task balancing (`--only mtl`)", ["mtl"])
-    if not mtl:
-        return lines
+def _md_mtl_set(name: str, mtl: dict[str, Any]) -> list[str]:
+    """One data set's method table, headed by the run that measured it."""
     tasks = list(next(iter(mtl["methods"].values()))["encoder"])
     budget = Budget(mtl["budget"]["epochs"] or 0, mtl["budget"]["max_steps"]).describe()
-    lines += [
+    run = mtl["run"]
+    return [
+        f"#### {name}", "",
+        f"_Measured by `{run['command']}` on {run['machine']} (started {run['started'][:16]})._", "",
         f"Config `{mtl['config']}` ({budget} per training, `lexical_weight 0`), trained on `{mtl['train']}`, scored "
-        f"on `{mtl['test']}`, which no training sees. Per head: macro-F1 of the encoder heads alone, then the "
-        f"paired-bootstrap verdict (95% CI, {mtl['resamples']} resamples) against the reference method "
-        f"({mtl['reference']}) and against that head's single-task encoder (same budget, its labeled rows only). "
-        f"Fused: the same encoders with n-gram heads fitted once on the training file (weight "
-        f"{mtl['fuse_weight']:g}), as `Router` fuses them. Step time: training seconds per optimizer step "
-        "(evaluation included) relative to the reference's, with the 1-minute load average after the run: compare "
-        "it only between runs on an equally loaded machine. Grad cosine: per task pair the mean cosine of the task "
-        "gradients on the shared encoder, averaged over pairs, and the share of logged steps where it was negative "
-        "(`metrics.json` → `gradient_conflict`).", "",
+        f"on `{mtl['test']}`, which no training sees.", "",
         f"| method | flags | {' | '.join(f'{t} F1 (vs ref; vs single)' for t in tasks)} | fused F1 "
         f"({' / '.join(tasks)}) | step time × | grad cosine |",
         "| --- | --- |" + " --- |" * len(tasks) + " --- | ---: | ---: |",
         *_mtl_rows(mtl, tasks), ""]
+
+
+def _md_mtl(results: dict[str, Any]) -> list[str]:
+    section = results["sections"].get("mtl")
+    # no provenance line for the section: each data set names the run that measured it
+    lines = ["### Multi-task balancing (`--only mtl`)", "", *_section_warnings(results, ["mtl"])]
+    if not section:
+        return lines
+    first = next(iter(section["sets"].values()))
+    lines += [
+        "Per data set (the last run of each config): every method's encoder heads alone, trained with "
+        "`lexical_weight 0`, scored on a held-out file. Per head: macro-F1, then the paired-bootstrap verdict "
+        f"(95% CI, {first['resamples']} resamples) against the reference method (the first row) and against that "
+        "head's single-task encoder (same budget, its labeled rows only). Fused: the same encoders with n-gram "
+        f"heads fitted once on the training file (weight {first['fuse_weight']:g}), as `Router` fuses them. Step "
+        "time: training seconds per optimizer step (evaluation included) relative to the reference's, with the "
+        "1-minute load average after the run: compare it only between runs on an equally loaded machine. Grad "
+        "cosine: per task pair the mean cosine of the task gradients on the shared encoder, averaged over pairs, "
+        "and the share of logged steps where it was negative (`metrics.json` → `gradient_conflict`).", ""]
+    for name, mtl in section["sets"].items():
+        lines += _md_mtl_set(name, mtl)
     return lines
 
 

@@ -120,7 +120,7 @@ class MtlSettings:
 def mtl_settings(args: argparse.Namespace, profile: Profile) -> MtlSettings:
     """--mtl-* flags over the profile: Harbor and its files unless --mtl-config names another config, which then
     needs --mtl-test (a labeled file its trainings never see; e.g. a holdout split off the support tickets)."""
-    from bench.mtl_protocol import METHODS  # here: `--help` needs no torch
+    from bench.mtl_protocol import METHODS, check_methods  # here: `--help` needs no torch
 
     harbor = args.mtl_config is None
     if not harbor and args.mtl_test is None:
@@ -128,9 +128,7 @@ def mtl_settings(args: argparse.Namespace, profile: Profile) -> MtlSettings:
                          "sees, e.g. a holdout split off the training file with --mtl-train on the rest)")
     methods = tuple(m for m in args.mtl_methods.split(",") if m) if args.mtl_methods else profile.mtl_methods
     methods = methods or tuple(METHODS)
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise InputError(f"--mtl-methods {args.mtl_methods!r}: unknown {unknown}; known: {', '.join(METHODS)}")
+    check_methods(methods, "--mtl-methods")
 
     def data_file(name: str) -> Path | None:  # a given file, else Harbor's (or, for another config, its own)
         value = getattr(args, f"mtl_{name}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import sys
 import types
 
@@ -294,7 +295,7 @@ def test_every_mtl_method_is_a_valid_training_config(tmp_path):
 
 def test_mtl_section_compares_each_method_with_the_reference_and_the_single_task_encoders(bench_run):
     _, tmp, _ = bench_run
-    mtl = json.loads((tmp / "results.json").read_text())["sections"]["mtl"]
+    mtl = json.loads((tmp / "results.json").read_text())["sections"]["mtl"]["sets"]["mtl"]  # the config's stem
     assert tuple(mtl["methods"]) == MTL_METHODS and tuple(mtl["single"]) == TASKS
     assert mtl["reference"] == "uncertainty" and mtl["budget"]["max_steps"] == 2 and mtl["test"].endswith("test.csv")
     reference, equal = mtl["methods"]["uncertainty"], mtl["methods"]["equal"]
@@ -308,31 +309,41 @@ def test_mtl_section_compares_each_method_with_the_reference_and_the_single_task
                 assert versus["verdict"] in ("better", "worse", "same within noise")
             assert 0 <= equal[kind][task] <= 1 and 0 <= mtl["single"][task][kind] <= 1
     assert set(reference["gradient_conflict"]["pairs"]) == {"category_urgency", "category_queue", "urgency_queue"}
-    trained = json.loads((tmp / "out" / "mtl" / "equal" / "training_config.json").read_text())
+    trained = json.loads((tmp / "out" / "mtl" / "mtl" / "equal" / "training_config.json").read_text())
     assert trained["loss_weighting"] == "equal" and trained["lexical_weight"] == 0 and trained["max_steps"] == 2
-    single = json.loads((tmp / "out" / "mtl" / "single" / "urgency" / "training_config.json").read_text())
+    single = json.loads((tmp / "out" / "mtl" / "mtl" / "single" / "urgency" / "training_config.json").read_text())
     assert single["tasks"] == {"urgency": "priority"} and single["drop_partial_rows"]
     block = (tmp / "BENCHMARKS.md").read_text().split("### Multi-task balancing (`--only mtl`)")[1]
+    assert "#### mtl\n\n_Measured by `python -m bench --data-dir" in block
     assert "| uncertainty (reference) | (config) | " in block and "| equal | --loss-weighting equal | " in block
     assert "| single-task urgency | one task, its labeled rows, equal | — | " in block
     assert "1.00× (" in block and "neg.) |" in block  # step time and the conflict summary
 
 
-def test_only_mtl_reruns_the_section_and_reuse_keeps_its_trainings(bench_run, tmp_path):
+def test_only_mtl_on_another_config_adds_its_set_and_reuse_keeps_the_trainings(bench_run, tmp_path):
     bench, tmp, common = bench_run
-    weights = tmp / "out" / "mtl" / "equal" / "model.safetensors"
+    # The same config under another name, its trainings copied: --reuse must find them (same config) and train none.
+    second = tmp_path / "second.yaml"
+    shutil.copy(common[common.index("--mtl-config") + 1], second)
+    shutil.copytree(tmp / "out" / "mtl" / "mtl", tmp_path / "out" / "mtl" / "second")
+    shutil.copy(tmp / "results.json", tmp_path / "r.json")
+    weights = tmp_path / "out" / "mtl" / "second" / "equal" / "model.safetensors"
     stamp = weights.stat().st_mtime_ns
-    rerun = [*common, "--results", str(tmp_path / "r.json"), "--benchmarks-md", str(tmp_path / "B.md"),
-             "--only", "mtl", "--mtl-methods", "equal,uncertainty", "--reuse"]
+    rerun = [*common, "--out", str(tmp_path / "out"), "--results", str(tmp_path / "r.json"), "--benchmarks-md",
+             str(tmp_path / "B.md"), "--only", "mtl", "--mtl-config", str(second), "--mtl-methods",
+             "equal,uncertainty", "--reuse"]
     assert bench.main(rerun) == 0
     results = json.loads((tmp_path / "r.json").read_text())
-    assert set(results["sections"]) == {"mtl"} and weights.stat().st_mtime_ns == stamp
-    mtl = results["sections"]["mtl"]
+    assert set(results["sections"]) == set(SECTIONS) and weights.stat().st_mtime_ns == stamp
+    sets = results["sections"]["mtl"]["sets"]
+    assert list(sets) == ["mtl", "second"] and sets["mtl"]["reference"] == "uncertainty"
+    mtl = sets["second"]
     assert mtl["reference"] == "equal" and all(m["reused"] for m in mtl["methods"].values())
     assert mtl["methods"]["uncertainty"]["encoder_vs_equal"]["urgency"]["verdict"]
-    text = (tmp_path / "B.md").read_text()
+    assert mtl["run"]["command"].endswith("--reuse") and mtl["config"].endswith("second.yaml")
+    text = (tmp_path / "B.md").read_text().split("### Multi-task balancing (`--only mtl`)")[1]
+    assert "#### mtl\n" in text and "#### second\n" in text
     assert "| equal (reference) | --loss-weighting equal |" in text and " reused |" in text
-    assert "section `router` not measured yet" in text  # only mtl was run into this file
 
 
 def test_mtl_flags_are_checked_before_anything_runs(bench_run, capsys):
@@ -355,7 +366,7 @@ def test_standalone_mtl_keeps_its_flags_and_json_keys(bench_run, tmp_path):
     output = tmp_path / "mtl.json"
     assert standalone.main(["--config", flag("--mtl-config"), "--train", flag("--mtl-train"),
                             "--validation", flag("--mtl-validation"), "--test", flag("--mtl-test"),
-                            "--workdir", str(tmp / "out" / "mtl"), "--methods", "uncertainty,equal",
+                            "--workdir", str(tmp / "out" / "mtl" / "mtl"), "--methods", "uncertainty,equal",
                             "--single", "urgency", "--reuse", "--resamples", "20", "--json", str(output)]) == 0
     results = json.loads(output.read_text())
     assert {"config", "test", "methods", "single", "machine"} <= set(results)
