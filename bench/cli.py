@@ -1,5 +1,5 @@
 """Benchmarks on real tickets: `python -m bench` (`make bench`, ~1 h 30 min on 2 CPU cores), `--full` (~2 h 35
-min), `--quick` (`make bench-quick`, ~10 min). Run from the repository root.
+min, plus 2-5 h for the mtl section), `--quick` (`make bench-quick`, ~10 min). Run from the repository root.
 
 Sections, run in this order (`--only NAME[,NAME]` runs some and merges them into an existing results.json):
 
@@ -57,8 +57,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="One seed at 0.1 epoch, every section (~10 min on 2 cores).")
     p.add_argument("--full", action="store_true",
-                   help="The full protocol: 3 router seeds and the ablations (~2 h 35 min on 2 cores; the default "
-                        "run, 1 seed and no ablations, takes ~1 h 30 min).")
+                   help="The full protocol: 3 router seeds, the ablations and the mtl section (~2 h 35 min on 2 cores, "
+                        "plus 2-5 h for mtl; the default run, 1 seed, no ablations, no mtl, takes ~1 h 30 min).")
     p.add_argument("--only", help=f"Comma-separated sections to run and merge into --results: {','.join(SECTIONS)}.")
     p.add_argument("--data-dir",
                    help="Folder with train.csv and validation.csv. Default: ../shared/data/support-tickets.")

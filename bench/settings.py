@@ -5,7 +5,7 @@ grouping: one router ~21 min, the three single-task models of one seed ~56 min t
 arithmetic):
 
   default  1 router seed, the single-task models of that seed, shadow, speed, reference: ~1 h 30 min
-  --full   3 router seeds (the spread over seeds) and the ablations at half an epoch: ~2 h 35 min
+  --full   3 router seeds (the spread over seeds) and the ablations at half an epoch: ~2 h 35 min; plus mtl
   --quick  1 seed at 0.1 epoch, every section: ~10 min (a smoke run, not figures to quote); its `mtl` section
            trains two methods and the single-task encoders for a few steps
   mtl      (--full, --quick, --only mtl) issue 12's balancing methods on Harbor by default (`MtlSettings`): each
