@@ -1,5 +1,5 @@
 """Benchmarks on real tickets: `python -m bench` (`make bench`, ~1 h 30 min on 2 CPU cores), `--full` (~2 h 35
-min), `--quick` (`make bench-quick`, ~10 min). Run from the repository root.
+min, plus 2-5 h for the mtl section), `--quick` (`make bench-quick`, ~10 min). Run from the repository root.
 
 Sections, run in this order (`--only NAME[,NAME]` runs some and merges them into an existing results.json):
 
@@ -10,6 +10,8 @@ Sections, run in this order (`--only NAME[,NAME]` runs some and merges them into
   ablations  one-key variations of the recommended config, first seed, ablation budget (--full, --quick, --only)
   speed      training and inference throughput and peak memory on this machine
   gpu        mixed-precision throughput, only where CUDA is available
+  mtl        issue 12's balancing methods vs uncertainty weighting and single-task encoders, on Harbor unless
+             --mtl-config says otherwise (--full, --quick, --only; `bench/mtl_protocol.py`)
 
 Results go to `bench/results.json`; the tables go into `BENCHMARKS.md` between `<!-- bench:begin -->` and
 `<!-- bench:end -->` (`bench/report.py`). What each profile trains, and its time: `bench/settings.py`.
@@ -55,8 +57,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="One seed at 0.1 epoch, every section (~10 min on 2 cores).")
     p.add_argument("--full", action="store_true",
-                   help="The full protocol: 3 router seeds and the ablations (~2 h 35 min on 2 cores; the default "
-                        "run, 1 seed and no ablations, takes ~1 h 30 min).")
+                   help="The full protocol: 3 router seeds, the ablations and the mtl section (~2 h 35 min on 2 cores, "
+                        "plus 2-5 h for mtl; the default run, 1 seed, no ablations, no mtl, takes ~1 h 30 min).")
     p.add_argument("--only", help=f"Comma-separated sections to run and merge into --results: {','.join(SECTIONS)}.")
     p.add_argument("--data-dir",
                    help="Folder with train.csv and validation.csv. Default: ../shared/data/support-tickets.")
@@ -82,6 +84,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="Keep the models in --out that were trained with the identical config (a stopped run, or "
                         "lexical settings changed): refit their lexical heads and score them again, no fine-tune. "
                         "Their train time is the original run's; the tables mark them.")
+    p.add_argument("--mtl-config", help="mtl section: the config whose methods are compared. Default: "
+                   "configs/harbor.yaml with data/harbor/{train,validation,test}.csv.")
+    p.add_argument("--mtl-train", help="mtl section: training file instead of the config's.")
+    p.add_argument("--mtl-validation", help="mtl section: validation file instead of the config's.")
+    p.add_argument("--mtl-test", help="mtl section: labeled file no training sees (needed with --mtl-config; the "
+                   "support tickets have none: hold part of train.csv out and give the rest as --mtl-train).")
+    p.add_argument("--mtl-methods", help="mtl section: comma-separated bench.mtl_protocol.METHODS, the first the "
+                   "reference. Default: all (uncertainty,gradnorm with --quick).")
     p.add_argument("--bootstrap", type=int, default=1000, help="Bootstrap resamples in the shadow CI. Default: 1000.")
     p.add_argument("--missing", default=DEFAULT_MISSING,
                    help=f"TASK=RATE of labels blanked for the missing-labels ablation. Default: {DEFAULT_MISSING}.")

@@ -292,10 +292,101 @@ def _md_gpu(results: dict[str, Any]) -> list[str]:
     ]
 
 
+VERDICT_WORDS = {"better": "**better**", "worse": "**worse**", "same within noise": "same"}
+
+
+def _verdict(comparison: dict[str, Any] | None) -> str:
+    if not comparison:
+        return "—"
+    return f"{VERDICT_WORDS[comparison['verdict']]} {_f(comparison['diff'], sign=True)}"
+
+
+def _mtl_head_cell(entry: dict[str, Any], reference: str, task: str) -> str:
+    """Encoder-alone F1, then its verdicts against the reference method and the single-task encoder."""
+    versus_ref = (entry.get(f"encoder_vs_{reference}") or {}).get(task)
+    versus_single = (entry.get("encoder_vs_single") or {}).get(task)
+    return (f"{_f(entry['encoder'][task])} (ref: {_verdict(versus_ref)}; "
+            f"single: {_verdict(versus_single)})")
+
+
+def _mtl_conflict(conflict: dict[str, Any] | None) -> str:
+    """Mean over task pairs of the mean encoder-gradient cosine, and of the share of steps it was negative."""
+    pairs = list((conflict or {}).get("pairs", {}).values())
+    if not pairs:
+        return "n/a"
+    cosine = sum(p["mean_cosine"] for p in pairs) / len(pairs)
+    negative = sum(p["negative_share"] for p in pairs) / len(pairs)
+    return f"{cosine:+.3f} ({negative:.0%} neg.)"
+
+
+def _mtl_step(seconds: float, base: float | None, load: list[float] | None, reused: bool) -> str:
+    cell = f"{seconds / base:.2f}×" if base else "n/a"
+    cell += f" ({seconds:.2f} s"
+    cell += f", load {load[0]:.1f})" if load else ")"
+    return cell + (" reused" if reused else "")
+
+
+def _mtl_rows(mtl: dict[str, Any], tasks: list[str]) -> list[str]:
+    reference, methods = mtl["reference"], mtl["methods"]
+    base = methods[reference]["seconds_per_step"]
+    rows = []
+    for name, entry in methods.items():
+        heads = " | ".join(_mtl_head_cell(entry, reference, t) for t in tasks)
+        fused = " / ".join(_f(entry["fused"][t]) for t in tasks) if "fused" in entry else "n/a"
+        label = f"{name} (reference)" if name == reference else name
+        rows.append(f"| {label} | {' '.join(entry['flags']) or '(config)'} | {heads} | {fused} | "
+                    f"{_mtl_step(entry['seconds_per_step'], base, entry.get('load_average_after'), entry.get('reused'))}"
+                    f" | {_mtl_conflict(entry.get('gradient_conflict'))} |")
+    for task, entry in mtl["single"].items():
+        heads = " | ".join(_f(entry["encoder"]) if t == task else "—" for t in tasks)
+        fused = " / ".join(_f(entry["fused"]) if t == task and "fused" in entry else "—" for t in tasks)
+        rows.append(f"| single-task {task} | one task, its labeled rows, equal | {heads} | {fused} | "
+                    f"{_mtl_step(entry['seconds_per_step'], base, None, entry.get('reused'))} | — |")
+    return rows
+
+
+def _md_mtl_set(name: str, mtl: dict[str, Any]) -> list[str]:
+    """One data set's method table, headed by the run that measured it."""
+    tasks = list(next(iter(mtl["methods"].values()))["encoder"])
+    budget = Budget(mtl["budget"]["epochs"] or 0, mtl["budget"]["max_steps"]).describe()
+    run = mtl["run"]
+    return [
+        f"#### {name}", "",
+        f"_Measured by `{run['command']}` on {run['machine']} (started {run['started'][:16]})._", "",
+        f"Config `{mtl['config']}` ({budget} per training, `lexical_weight 0`), trained on `{mtl['train']}`, scored "
+        f"on `{mtl['test']}`, which no training sees.", "",
+        f"| method | flags | {' | '.join(f'{t} F1 (vs ref; vs single)' for t in tasks)} | fused F1 "
+        f"({' / '.join(tasks)}) | step time × | grad cosine |",
+        "| --- | --- |" + " --- |" * len(tasks) + " --- | ---: | ---: |",
+        *_mtl_rows(mtl, tasks), ""]
+
+
+def _md_mtl(results: dict[str, Any]) -> list[str]:
+    section = results["sections"].get("mtl")
+    # no provenance line for the section: each data set names the run that measured it
+    lines = ["### Multi-task balancing (`--only mtl`)", "", *_section_warnings(results, ["mtl"])]
+    if not section:
+        return lines
+    first = next(iter(section["sets"].values()))
+    lines += [
+        "Per data set (the last run of each config): every method's encoder heads alone, trained with "
+        "`lexical_weight 0`, scored on a held-out file. Per head: macro-F1, then the paired-bootstrap verdict "
+        f"(95% CI, {first['resamples']} resamples) against the reference method (the first row) and against that "
+        "head's single-task encoder (same budget, its labeled rows only). Fused: the same encoders with n-gram "
+        f"heads fitted once on the training file (weight {first['fuse_weight']:g}), as `Router` fuses them. Step "
+        "time: training seconds per optimizer step (evaluation included) relative to the reference's, with the "
+        "1-minute load average after the run: compare it only between runs on an equally loaded machine. Grad "
+        "cosine: per task pair the mean cosine of the task gradients on the shared encoder, averaged over pairs, "
+        "and the share of logged steps where it was negative (`metrics.json` → `gradient_conflict`).", ""]
+    for name, mtl in section["sets"].items():
+        lines += _md_mtl_set(name, mtl)
+    return lines
+
+
 # The tables, in BENCHMARKS.md order: each renders its part of results.json (a section not run yet says so).
 # A new section's table is one function `(results) -> markdown lines` and one entry here.
 TABLES: tuple[Callable[[dict[str, Any]], list[str]], ...] = (_md_main, _md_bar, _md_ablations, _md_speed, _md_memory,
-                                                              _md_gpu)
+                                                              _md_gpu, _md_mtl)
 PROFILE_TITLES = {"quick": "quick (`--quick`)", "default": "default", "full": "full (`--full`)"}
 
 

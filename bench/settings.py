@@ -5,8 +5,12 @@ grouping: one router ~21 min, the three single-task models of one seed ~56 min t
 arithmetic):
 
   default  1 router seed, the single-task models of that seed, shadow, speed, reference: ~1 h 30 min
-  --full   3 router seeds (the spread over seeds) and the ablations at half an epoch: ~2 h 35 min
-  --quick  1 seed at 0.1 epoch, every section: ~10 min (a smoke run, not figures to quote)
+  --full   3 router seeds (the spread over seeds) and the ablations at half an epoch: ~2 h 35 min; plus mtl
+  --quick  1 seed at 0.1 epoch, every section: ~10 min (a smoke run, not figures to quote); its `mtl` section
+           trains two methods and the single-task encoders for a few steps
+  mtl      (--full, --quick, --only mtl) issue 12's balancing methods on Harbor by default (`MtlSettings`): each
+           method and each head's single-task encoder is a training at the config's own budget (Harbor: 282 steps,
+           ~14 min on 2 loaded cores), so all of METHODS takes hours
 
 `--seeds`, `--single-seeds`, `--epochs` and `--only` override any profile.
 """
@@ -51,12 +55,15 @@ class Profile:
     speed_steps: int
     speed_texts: int | None  # validation tickets for inference timing; None: all
     sections_off: tuple[str, ...] = ()  # left out unless named with --only
+    mtl_methods: tuple[str, ...] | None = None  # None: every entry of bench.mtl_protocol.METHODS
+    mtl_max_steps: int = -1  # > 0: the mtl trainings' budget instead of their config's
 
 
 PROFILES = {
-    "quick": Profile("quick", seeds=1, single_seeds=1, epochs=0.1, speed_steps=30, speed_texts=256),
+    "quick": Profile("quick", seeds=1, single_seeds=1, epochs=0.1, speed_steps=30, speed_texts=256,
+                     mtl_methods=("uncertainty", "gradnorm"), mtl_max_steps=10),
     "default": Profile("default", seeds=1, single_seeds=1, epochs=None, speed_steps=60, speed_texts=None,
-                       sections_off=("ablations",)),
+                       sections_off=("ablations", "mtl")),
     "full": Profile("full", seeds=3, single_seeds=1, epochs=None, speed_steps=60, speed_texts=None),
 }
 
@@ -88,6 +95,54 @@ class Budget:
         return f"{self.max_steps} steps" if self.max_steps > 0 else f"{self.epochs:g} epoch(s)"
 
 
+HARBOR_CONFIG = "configs/harbor.yaml"
+HARBOR_DIR = "data/harbor"
+
+
+@dataclass(frozen=True)
+class MtlSettings:
+    """What the `mtl` section measures: a config (Harbor's by default), its data files, a held-out test file."""
+
+    config_path: Path
+    train: Path | None  # None: the config's own file
+    validation: Path | None
+    test: Path
+    methods: tuple[str, ...]  # the first is the reference
+    max_steps: int  # > 0: instead of the config's budget
+    backbone: str | None  # --backbone, else the config's
+
+    def describe(self) -> dict[str, Any]:
+        shown = {name: shown_path(getattr(self, name)) if getattr(self, name) else None
+                 for name in ("config_path", "train", "validation", "test")}
+        return {**shown, "methods": list(self.methods), "max_steps": self.max_steps, "backbone": self.backbone}
+
+
+def mtl_settings(args: argparse.Namespace, profile: Profile) -> MtlSettings:
+    """--mtl-* flags over the profile: Harbor and its files unless --mtl-config names another config, which then
+    needs --mtl-test (a labeled file its trainings never see; e.g. a holdout split off the support tickets)."""
+    from bench.mtl_protocol import METHODS, check_methods  # here: `--help` needs no torch
+
+    harbor = args.mtl_config is None
+    if not harbor and args.mtl_test is None:
+        raise InputError(f"--mtl-config {args.mtl_config}: give --mtl-test FILE too (labeled tickets no training "
+                         "sees, e.g. a holdout split off the training file with --mtl-train on the rest)")
+    methods = tuple(m for m in args.mtl_methods.split(",") if m) if args.mtl_methods else profile.mtl_methods
+    methods = methods or tuple(METHODS)
+    check_methods(methods, "--mtl-methods")
+
+    def data_file(name: str) -> Path | None:  # a given file, else Harbor's (or, for another config, its own)
+        value = getattr(args, f"mtl_{name}")
+        if value:
+            return Path(value).expanduser()
+        return REPO / HARBOR_DIR / f"{name}.csv" if harbor else None
+
+    return MtlSettings(
+        config_path=repo_path(args.mtl_config, HARBOR_CONFIG), train=data_file("train"),
+        validation=data_file("validation"), test=data_file("test"),
+        methods=methods, max_steps=args.max_steps if args.max_steps is not None else profile.mtl_max_steps,
+        backbone=args.backbone)
+
+
 @dataclass(frozen=True)
 class Bench:
     """Everything a section needs, resolved once from the command line and the recommended config."""
@@ -107,6 +162,7 @@ class Bench:
     profile: str  # "quick", "default" or "full": the defaults the command line started from
     reuse: bool  # keep models of --out trained with the identical config; refit their lexical heads only
     command: str
+    mtl: MtlSettings
     machine: dict[str, Any] = field(repr=False)
 
     @property
@@ -192,7 +248,7 @@ def make_bench(args: argparse.Namespace, command: str) -> Bench:
         speed_steps=speed_steps,
         speed_texts=args.speed_texts if args.speed_texts is not None else profile.speed_texts,
         bootstrap=args.bootstrap, missing_rates=missing, profile=profile.name, reuse=args.reuse, command=command,
-        machine=machine_info(),
+        mtl=mtl_settings(args, profile), machine=machine_info(),
     )
 
 
@@ -208,5 +264,5 @@ def settings(bench: Bench) -> dict[str, Any]:
         "config_budget": {"epochs": raw.get("epochs", TrainConfig.epochs), "max_steps": raw.get("max_steps", -1)},
         "batch_size": bench.base.batch_size, "max_length": bench.base.max_length,
         "speed_steps": bench.speed_steps, "speed_texts": bench.speed_texts, "bootstrap": bench.bootstrap,
-        "missing_rates": bench.missing_rates,
+        "missing_rates": bench.missing_rates, "mtl": bench.mtl.describe(),
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import sys
 import types
 
@@ -13,7 +14,8 @@ from bench import cli, memory, report
 from bench.settings import PROFILES
 from conftest import REPO, harbor_rows, write_csv
 
-SECTIONS = ("reference", "router", "single", "shadow", "ablations", "speed", "gpu")
+SECTIONS = ("reference", "router", "single", "shadow", "ablations", "speed", "gpu", "mtl")
+MTL_METHODS = ("uncertainty", "equal")
 
 
 def _load_bench():
@@ -35,6 +37,7 @@ def bench_run(tmp_path_factory, distilbert_dir):
     data.mkdir()
     write_csv(data / "train.csv", _ticket_rows("train", 60))
     write_csv(data / "validation.csv", _ticket_rows("validation", 30))
+    write_csv(data / "test.csv", _ticket_rows("test", 40))
     config = tmp / "config.yaml"
     config.write_text(
         "text_columns: [subject, body]\n"
@@ -43,13 +46,18 @@ def bench_run(tmp_path_factory, distilbert_dir):
         "loss_weighting: uncertainty\nsampling: proportional\nclass_weights: true\npooling: cls\n"
         "lexical_weight: 0.5\n"
     )
+    mtl_config = tmp / "mtl.yaml"  # the mtl section's own config: the conflict log at every step
+    mtl_config.write_text(config.read_text() + "gradient_conflict_steps: 1\n")
     (tmp / "BENCHMARKS.md").write_text("# Benchmarks\n\nHand-written intro.\n\n<!-- bench:begin -->\nold\n"
                                        "<!-- bench:end -->\n\nHand-written footer.\n")
     bench = _load_bench()
     common = ["--data-dir", str(data), "--config", str(config), "--backbone", str(distilbert_dir),
               "--out", str(tmp / "out"), "--results", str(tmp / "results.json"),
               "--benchmarks-md", str(tmp / "BENCHMARKS.md"), "--max-steps", "2", "--speed-steps", "8",
-              "--seeds", "2", "--bootstrap", "50", "--full"]  # single-task models: the first seed only (the default)
+              "--seeds", "2", "--bootstrap", "50", "--full",  # single-task models: the first seed only (the default)
+              "--mtl-config", str(mtl_config), "--mtl-train", str(data / "train.csv"),
+              "--mtl-validation", str(data / "validation.csv"), "--mtl-test", str(data / "test.csv"),
+              "--mtl-methods", ",".join(MTL_METHODS)]
     assert bench.main(common) == 0
     return bench, tmp, common
 
@@ -223,8 +231,12 @@ def test_gpu_rows_render_every_precision_and_batch(bench_run):
     assert "50% of the GPU routing time" in text
 
 
-def test_the_default_run_leaves_the_ablations_to_full_and_quick():
+def test_the_default_run_leaves_the_ablations_and_mtl_to_full_and_quick():
     assert "ablations" not in cli.selected_sections(None, PROFILES["default"])
+    assert "mtl" not in cli.selected_sections(None, PROFILES["default"])
+    assert cli.selected_sections("mtl", PROFILES["default"]) == ["mtl"]
+    assert PROFILES["quick"].mtl_methods == ("uncertainty", "gradnorm") and 0 < PROFILES["quick"].mtl_max_steps <= 20
+    assert PROFILES["full"].mtl_methods is None  # every METHODS entry
     assert cli.selected_sections(None, PROFILES["full"]) == list(SECTIONS)
     assert cli.selected_sections(None, PROFILES["quick"]) == list(SECTIONS)
     assert cli.selected_sections("ablations,router", PROFILES["default"]) == ["router", "ablations"]
@@ -256,3 +268,109 @@ def test_the_bench_and_reuse_share_one_same_training_rule(tmp_path, monkeypatch)
     assert training_key(asdict(replace(base, loss_weighting="fixed", task_weights={"a": 1.0}))) == key
     assert training_key(asdict(replace(base, loss_weighting="fixed", task_weights={"a": 2.0}))) != key
     assert training_key(asdict(replace(base, seed=7))) != key
+
+
+TASKS = ("category", "urgency", "queue")
+
+
+def test_every_mtl_method_is_a_valid_training_config(tmp_path):
+    from ticket_router.config import TrainConfig
+    from ticket_router.errors import InputError
+
+    from bench.mtl_protocol import METHODS, run_config
+
+    base = TrainConfig(train="train.csv", tasks={"category": "type", "urgency": "priority", "queue": "queue"},
+                       output="unused", lexical_weight=0.5)
+    configs = {name: run_config(base, tmp_path / name, flags) for name, flags in METHODS.items()}
+    assert all(c.lexical_weight == 0 and c.output == str(tmp_path / name) for name, c in configs.items())
+    assert configs["uncertainty"].learning_rate == base.learning_rate
+    assert configs["lr2e4"].learning_rate == 2e-4 and configs["lr3e4"].learning_rate == 3e-4
+    assert configs["gradnorm_lr2e4"].loss_weighting.value == "gradnorm" and configs["gradnorm_lr2e4"].learning_rate == 2e-4
+    assert configs["warmup500"].uncertainty_warmup_steps == 500
+    assert 0 < configs["uncertainty_floor"].uncertainty_weight_floor < 1
+    assert configs["fixed_urgency3"].task_weights == {"urgency": 3.0}
+    with pytest.raises(InputError, match="not all are `ticket-router train` flags"):
+        run_config(base, tmp_path, ["--no-such-knob", "1"])
+
+
+def test_mtl_section_compares_each_method_with_the_reference_and_the_single_task_encoders(bench_run):
+    _, tmp, _ = bench_run
+    mtl = json.loads((tmp / "results.json").read_text())["sections"]["mtl"]["sets"]["mtl"]  # the config's stem
+    assert tuple(mtl["methods"]) == MTL_METHODS and tuple(mtl["single"]) == TASKS
+    assert mtl["reference"] == "uncertainty" and mtl["budget"]["max_steps"] == 2 and mtl["test"].endswith("test.csv")
+    reference, equal = mtl["methods"]["uncertainty"], mtl["methods"]["equal"]
+    assert reference["step_time_vs_uncertainty"] == 1.0 and reference["encoder_vs_uncertainty"] is None
+    assert equal["flags"] == ["--loss-weighting", "equal"] and equal["step_time_vs_uncertainty"] > 0
+    for kind in ("encoder", "fused"):
+        for task in TASKS:
+            for versus in (equal[f"{kind}_vs_uncertainty"][task], equal[f"{kind}_vs_single"][task],
+                           reference[f"{kind}_vs_single"][task]):
+                assert versus["ci95"][0] <= versus["ci95"][1]
+                assert versus["verdict"] in ("better", "worse", "same within noise")
+            assert 0 <= equal[kind][task] <= 1 and 0 <= mtl["single"][task][kind] <= 1
+    assert set(reference["gradient_conflict"]["pairs"]) == {"category_urgency", "category_queue", "urgency_queue"}
+    trained = json.loads((tmp / "out" / "mtl" / "mtl" / "equal" / "training_config.json").read_text())
+    assert trained["loss_weighting"] == "equal" and trained["lexical_weight"] == 0 and trained["max_steps"] == 2
+    single = json.loads((tmp / "out" / "mtl" / "mtl" / "single" / "urgency" / "training_config.json").read_text())
+    assert single["tasks"] == {"urgency": "priority"} and single["drop_partial_rows"]
+    block = (tmp / "BENCHMARKS.md").read_text().split("### Multi-task balancing (`--only mtl`)")[1]
+    assert "#### mtl\n\n_Measured by `python -m bench --data-dir" in block
+    assert "| uncertainty (reference) | (config) | " in block and "| equal | --loss-weighting equal | " in block
+    assert "| single-task urgency | one task, its labeled rows, equal | — | " in block
+    assert "1.00× (" in block and "neg.) |" in block  # step time and the conflict summary
+
+
+def test_only_mtl_on_another_config_adds_its_set_and_reuse_keeps_the_trainings(bench_run, tmp_path):
+    bench, tmp, common = bench_run
+    # The same config under another name, its trainings copied: --reuse must find them (same config) and train none.
+    second = tmp_path / "second.yaml"
+    shutil.copy(common[common.index("--mtl-config") + 1], second)
+    shutil.copytree(tmp / "out" / "mtl" / "mtl", tmp_path / "out" / "mtl" / "second")
+    shutil.copy(tmp / "results.json", tmp_path / "r.json")
+    weights = tmp_path / "out" / "mtl" / "second" / "equal" / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    rerun = [*common, "--out", str(tmp_path / "out"), "--results", str(tmp_path / "r.json"), "--benchmarks-md",
+             str(tmp_path / "B.md"), "--only", "mtl", "--mtl-config", str(second), "--mtl-methods",
+             "equal,uncertainty", "--reuse"]
+    assert bench.main(rerun) == 0
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert set(results["sections"]) == set(SECTIONS) and weights.stat().st_mtime_ns == stamp
+    sets = results["sections"]["mtl"]["sets"]
+    assert list(sets) == ["mtl", "second"] and sets["mtl"]["reference"] == "uncertainty"
+    mtl = sets["second"]
+    assert mtl["reference"] == "equal" and all(m["reused"] for m in mtl["methods"].values())
+    assert mtl["methods"]["uncertainty"]["encoder_vs_equal"]["urgency"]["verdict"]
+    assert mtl["run"]["command"].endswith("--reuse") and mtl["config"].endswith("second.yaml")
+    text = (tmp_path / "B.md").read_text().split("### Multi-task balancing (`--only mtl`)")[1]
+    assert "#### mtl\n" in text and "#### second\n" in text
+    assert "| equal (reference) | --loss-weighting equal |" in text and " reused |" in text
+
+
+def test_mtl_flags_are_checked_before_anything_runs(bench_run, capsys):
+    bench, tmp, common = bench_run
+    assert bench.main([*common, "--only", "mtl", "--mtl-methods", "uncertainty,nope"]) == 2
+    assert "--mtl-methods 'uncertainty,nope': unknown ['nope']" in capsys.readouterr().err
+    i = common.index("--mtl-test")
+    assert bench.main([*common[:i], *common[i + 2:], "--only", "mtl"]) == 2  # another config, no test file
+    assert "give --mtl-test FILE too" in capsys.readouterr().err
+
+
+def test_standalone_mtl_keeps_its_flags_and_json_keys(bench_run, tmp_path):
+    from bench import mtl as standalone
+
+    _, tmp, common = bench_run
+
+    def flag(name: str) -> str:
+        return common[common.index(name) + 1]
+
+    output = tmp_path / "mtl.json"
+    assert standalone.main(["--config", flag("--mtl-config"), "--train", flag("--mtl-train"),
+                            "--validation", flag("--mtl-validation"), "--test", flag("--mtl-test"),
+                            "--workdir", str(tmp / "out" / "mtl" / "mtl"), "--methods", "uncertainty,equal",
+                            "--single", "urgency", "--reuse", "--resamples", "20", "--json", str(output)]) == 0
+    results = json.loads(output.read_text())
+    assert {"config", "test", "methods", "single", "machine"} <= set(results)
+    assert {"flags", "seconds_per_step", "gradient_conflict", "final_task_weights", "load_average_after", "encoder",
+            "fused", "step_time_vs_uncertainty", "encoder_vs_uncertainty", "fused_vs_uncertainty",
+            "encoder_vs_single", "fused_vs_single"} <= set(results["methods"]["equal"])
+    assert set(results["single"]) == {"urgency"} and {"encoder", "fused", "seconds_per_step"} <= set(results["single"]["urgency"])

@@ -20,6 +20,7 @@ SECTIONS: dict[str, str] = {
     "ablations": "bench.sections.ablations:section_ablations",
     "speed": "bench.sections.speed:section_speed",
     "gpu": "bench.sections.gpu:section_gpu",
+    "mtl": "bench.sections.mtl:section_mtl",  # independent of the others and the longest: last
 }
 
 Section = Callable[[Any, dict[str, Any]], dict[str, Any]]
