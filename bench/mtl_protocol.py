@@ -46,6 +46,8 @@ METHODS: dict[str, list[str]] = {
     # Equal weights for the first 500 steps, as in the reference deployment; Harbor's budget is 282 steps, so
     # there it is equal weighting throughout (on the support tickets, ~10% of 5 epochs).
     "warmup500": ["--uncertainty-warmup-steps", "500"],
+    # Adam shares one normalised encoder step among three near-orthogonal task gradients (each gets ~1/sqrt(3) of a
+    # single-task step); a larger encoder rate gives the slowest head its steps back
     "lr2e4": ["--learning-rate", "2e-4"],
     "lr3e4": ["--learning-rate", "3e-4"],
     "dwa": ["--loss-weighting", "dwa"],
@@ -57,6 +59,7 @@ METHODS: dict[str, list[str]] = {
     "gradnorm_a3": ["--loss-weighting", "gradnorm", "--gradnorm-alpha", "3"],
     # a fixed larger share of the shared update for the head whose loss sits at chance (issue 12's diagnosis)
     "fixed_urgency3": ["--loss-weighting", "fixed", "--task-weight", "urgency=3"],
+    "fixed_urgency3_lr2e4": ["--loss-weighting", "fixed", "--task-weight", "urgency=3", "--learning-rate", "2e-4"],
     "top1": ["--task-specific-layers", "1"],
     "top2": ["--task-specific-layers", "2"],
 }
