@@ -141,8 +141,8 @@ class HeadPolicy:
         else:
             threshold = threshold_for_coverage(outcomes.confidence, target_coverage)
         seen = policy_outcome(outcomes, threshold)
-        lower = (float(wilson_lower_bound(round(seen["auto_precision"] * seen["auto_n"]), seen["auto_n"]))
-                 if seen["auto_n"] else None)
+        right = int(outcomes.correct[outcomes.confidence >= threshold].sum()) if seen["auto_n"] else 0
+        lower = float(wilson_lower_bound(right, seen["auto_n"])) if seen["auto_n"] else None
         return cls(threshold, target_precision, target_coverage, seen["coverage"], seen["auto_precision"],
                    len(outcomes), lower, votes=threshold is not None or target_precision is None,
                    max_target=max_target(outcomes.confidence, outcomes.correct, bound))
