@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ticket_router.config import TrainConfig, build_config, load_yaml_config
+from ticket_router.config import TrainConfig, build_config, load_yaml_config, parse_number_pairs
 from ticket_router.errors import InputError
 
 from bench.machine import machine_info
@@ -190,15 +190,10 @@ def repo_path(value: str | None, default: str) -> Path:
 
 
 def _parse_rates(text: str) -> dict[str, float]:
-    rates = {}
-    for item in text.split(","):
-        task, _, rate = item.partition("=")
-        try:
-            rates[task.strip()] = float(rate)
-        except ValueError:
-            raise InputError(f"--missing {text!r}: {item!r} is not TASK=RATE") from None
-        if not 0 <= rates[task.strip()] < 1:
-            raise InputError(f"--missing {text!r}: rate {rate!r} must be in [0, 1)")
+    rates = parse_number_pairs(text, "--missing")
+    for task, rate in rates.items():
+        if not 0 <= rate < 1:
+            raise InputError(f"--missing {task}={rate}: a rate must be in [0, 1)")
     return rates
 
 

@@ -6,7 +6,10 @@ import logging
 import numpy as np
 import pytest
 
-from ticket_router.calibration import CALIBRATION_NAME, Calibration, fit_calibration, fit_temperature, nll, scale
+from ticket_router.calibration import (
+    CALIBRATION_NAME, Calibration, cross_validated_temperature, fit_calibration, fit_temperature, nll, scale,
+    stratified_folds,
+)
 from ticket_router.lexical import softmax
 from ticket_router.risk_coverage import Outcomes, aurc, plot_risk_coverage, policy_outcome, risk_coverage_curve
 from ticket_router.tasks import IGNORE_INDEX, UNSEEN_INDEX, TaskSpec
@@ -112,15 +115,51 @@ def test_risk_coverage_plot_draws_several_curves(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_a_temperature_that_would_raise_ece_on_the_fit_rows_is_not_applied():
-    # A fused head that is calibrated already (labels drawn from its own probabilities): on these 300 rows the
-    # NLL-optimal temperature (0.95) would raise ECE from 0.057 to 0.079, so the head keeps T = 1.
-    rng = np.random.default_rng(7)
-    proba = 0.5 * softmax(rng.normal(0, 3, (300, 4))) + 0.5 * softmax(rng.normal(0, 1, (300, 4)))
-    labels = (rng.random(300)[:, None] > np.cumsum(proba, axis=1)).sum(axis=1)
+def _self_calibrated(n, seed):
+    """A fused head whose labels are drawn from its own probabilities: calibrated already, T = 1 is right."""
+    rng = np.random.default_rng(seed)
+    proba = 0.5 * softmax(rng.normal(0, 3, (n, 4))) + 0.5 * softmax(rng.normal(0, 1, (n, 4)))
+    return proba, (rng.random(n)[:, None] > np.cumsum(proba, axis=1)).sum(axis=1)
+
+
+def test_cross_validation_keeps_t_1_on_a_calibrated_head():
+    # On these 300 rows the NLL-optimal T (0.95) is noise; the 5 folds see no ECE gain beyond one SE.
+    proba, labels = _self_calibrated(300, 7)
     specs = [TaskSpec("urgency", "priority", ["0", "1", "2", "3"], "int")]
     calibration, report = fit_calibration({"urgency": proba}, labels[:, None], specs, 0.5, "v.csv")
-    assert calibration.temperatures == {"urgency": 1.0}
-    assert report["urgency"]["nll_optimal_temperature"] == pytest.approx(0.953, abs=0.01)
+    fit = calibration.fits["urgency"]
+    assert calibration.temperatures == {"urgency": 1.0} and fit.applied == 1.0
+    assert fit.nll_optimal == pytest.approx(0.953, abs=0.01) == report["urgency"]["nll_optimal_temperature"]
+    assert fit.cv_ece_before - fit.cv_ece_after <= fit.cv_gain_se and fit.why.endswith("T = 1")
     assert report["urgency"]["ece_after"] == report["urgency"]["ece_before"]
-    assert report["urgency"]["nll_after"] == report["urgency"]["nll_before"]
+
+
+@pytest.mark.parametrize("true_temperature", [0.4, 2.5])
+def test_cross_validation_applies_t_on_a_mis_scaled_head(true_temperature):
+    proba, labels = _synthetic(true_temperature, n=600, classes=4, seed=11)
+    fit = cross_validated_temperature(proba, labels)
+    assert fit.applied == fit.nll_optimal == pytest.approx(true_temperature, rel=0.2)
+    assert fit.cv_ece_before - fit.cv_ece_after > fit.cv_gain_se > 0 and "> 1 SE" in fit.why
+
+
+def test_cross_validation_is_seeded_and_folds_are_stratified():
+    proba, labels = _synthetic(2.0, n=500, seed=4)
+    assert cross_validated_temperature(proba, labels) == cross_validated_temperature(proba, labels)
+    folds = stratified_folds(labels, 5)
+    for label in np.unique(labels):
+        counts = np.bincount(folds[labels == label], minlength=5)
+        assert counts.max() - counts.min() <= 1
+
+
+def test_fits_round_trip_and_a_calibration_saved_before_them_loads(tmp_path):
+    proba, labels = _synthetic(2.5, n=400, classes=4, seed=5)
+    specs = [TaskSpec("queue", "queue", ["a", "b", "c", "d"])]
+    calibration, _ = fit_calibration({"queue": proba}, labels[:, None], specs, 0.5, "v.csv")
+    calibration.save(tmp_path)
+    saved = json.loads((tmp_path / CALIBRATION_NAME).read_text())
+    assert set(saved["fits"]["queue"]) == {"nll_optimal", "applied", "cv_ece_before", "cv_ece_after", "cv_gain_se", "why"}
+    assert Calibration.load(tmp_path) == calibration
+    del saved["fits"]
+    (tmp_path / CALIBRATION_NAME).write_text(json.dumps(saved))
+    old = Calibration.load(tmp_path)
+    assert old.fits == {} and old.temperatures == calibration.temperatures

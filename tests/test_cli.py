@@ -64,11 +64,13 @@ def test_train_evaluate_predict_with_free_task_names_int_labels_partial_labels(t
                             f"{saved['mean_macro_f1']:.3f}"]
     # Issue 13: temperatures and auto/review thresholds fitted on the validation file (tests/test_policy.py).
     assert (model / "calibration.json").is_file() and (model / "policy.json").is_file()
-    assert set(saved["calibration"]["type"]) >= {"temperature", "ece_before", "ece_after", "nll_before", "nll_after"}
+    assert set(saved["calibration"]["type"]) >= {"temperature", "nll_optimal_temperature", "cv_ece_before",
+                                                 "cv_ece_after", "cv_gain_se", "why", "ece_before", "ece_after"}
+    assert set(saved["route"]) >= {"auto_share", "auto_precision", "voting_heads"}
 
     assert main(["evaluate", "--model", str(model), "--data", str(val), "--output", str(tmp_path / "m.json")]) == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
-    assert set(metrics) == {"tasks", "mean_macro_f1"}
+    assert set(metrics) == {"tasks", "mean_macro_f1", "route"} and 0 <= metrics["route"]["auto_share"] <= 1
     for task in metrics["tasks"].values():
         assert {"accuracy", "macro_f1", "n", "ece", "aurc", "coverage"} <= set(task) and 0 <= task["macro_f1"] <= 1
     assert metrics["tasks"] == json.loads(capsys.readouterr().out)["tasks"]

@@ -155,3 +155,21 @@ def test_without_the_serve_extra_commands_say_what_to_install(router_dir, tmp_pa
     monkeypatch.setitem(sys.modules, "fastapi", None)
     assert main(["serve", "--model", str(router_dir)]) == 2
     assert "fastapi is not installed" in capsys.readouterr().err
+
+
+def test_an_export_carries_the_policy_with_its_non_voting_heads(router_dir, tmp_path):
+    import shutil
+
+    from ticket_router.policy import HeadPolicy, RoutingPolicy
+    from ticket_router.serve import model_info
+
+    model = shutil.copytree(router_dir, tmp_path / "model")
+    RoutingPolicy(heads={"category": HeadPolicy(0.0), "urgency": HeadPolicy(None, 0.9, votes=False, max_target=0.7)},
+                  consistency=False).save(model)
+    export_router(model, tmp_path / "export")
+    onnx_router = Router.from_pretrained(tmp_path / "export")
+    assert isinstance(onnx_router, OnnxRouter) and onnx_router.policy == RoutingPolicy.load(model)
+    records = onnx_router.route(TEXTS[:3])
+    assert all(r["urgency"]["decision"] == "review" and r["route"] == "auto" for r in records)
+    info = model_info(onnx_router, tmp_path / "export")
+    assert info["votes"] == {"category": True, "urgency": False} and info["max_target"]["urgency"] == 0.7

@@ -14,35 +14,92 @@ from conftest import write_csv
 from ticket_router.calibrate import calibrate_model, resolve_targets
 from ticket_router.cli import main
 from ticket_router.errors import InputError
+from ticket_router.lexical import softmax
 from ticket_router.policy import (
-    EMPTY_TEXT, HeadPolicy, LabelPairs, PolicyTargets, RoutingPolicy, decide, learn_label_pairs,
-    threshold_for_coverage, threshold_for_precision,
+    EMPTY_TEXT, HeadPolicy, LabelPairs, PolicyTargets, RoutingPolicy, decide, fit_policy, learn_label_pairs,
+    max_target, route_outcome, threshold_for_coverage, threshold_for_precision, wilson_lower_bound,
 )
 from ticket_router.tasks import IGNORE_INDEX, TaskSpec
 
 SPECS = [TaskSpec("category", "category", ["billing", "bug", "login"]), TaskSpec("queue", "team", ["q1", "q2"])]
 
 
-@pytest.mark.parametrize("target", [0.6, 0.75, 0.9])
-def test_threshold_meets_the_target_on_its_data_at_the_most_coverage(target):
+@pytest.mark.parametrize("bound", ["point", "wilson95"])
+@pytest.mark.parametrize("target", [0.6, 0.75, 0.8])
+def test_threshold_meets_the_target_on_its_data_at_the_most_coverage(target, bound):
     rng = np.random.default_rng(0)
     confidence = rng.random(500)
     correct = rng.random(500) < confidence  # right more often when confident
-    threshold = threshold_for_precision(confidence, correct, target)
+    threshold = threshold_for_precision(confidence, correct, target, bound)
     auto = confidence >= threshold
-    assert correct[auto].mean() >= target
+
+    def judged(routed):  # the precision of the routed tickets, or its Wilson lower bound
+        right, n = int(correct[routed].sum()), int(routed.sum())
+        return right / n if bound == "point" else float(wilson_lower_bound(right, n))
+
+    assert correct[auto].mean() >= judged(auto) >= target
     # Every lower threshold (one more ticket routed at a time) falls short: none covers more at this precision.
     for lower in np.sort(confidence[~auto])[::-1][:50]:
-        assert correct[confidence >= lower].mean() < target
+        assert judged(confidence >= lower) < target
+
+
+def test_wilson_bound_is_stricter_the_fewer_tickets_back_a_precision():
+    assert float(wilson_lower_bound(8, 10)) == pytest.approx(0.4902, abs=1e-4)  # the textbook value
+    assert float(wilson_lower_bound(72, 84)) == pytest.approx(0.7662, abs=1e-3)  # 0.857 on 84 tickets
+    assert float(wilson_lower_bound(720, 840)) > 0.83
+    # The same data: the bound routes fewer tickets than the point precision, at a higher threshold.
+    rng = np.random.default_rng(3)
+    confidence = rng.random(300)
+    correct = rng.random(300) < confidence
+    assert threshold_for_precision(confidence, correct, 0.8, "wilson95") > threshold_for_precision(confidence, correct, 0.8, "point")
+    assert max_target(confidence, correct, "wilson95") < max_target(confidence, correct, "point") == 1.0
 
 
 def test_tied_confidences_are_routed_together_and_unreachable_targets_give_none():
     confidence = np.array([0.9, 0.8, 0.8, 0.5])
     correct = np.array([True, True, False, True])
-    assert threshold_for_precision(confidence, correct, 0.75) == 0.5  # 3 of 4 right at 0.5
-    assert threshold_for_precision(confidence, correct, 0.8) == 0.9  # 0.8 routes both tied tickets: 2/3
-    assert threshold_for_precision(confidence, np.zeros(4, dtype=bool), 0.5) is None
+    assert threshold_for_precision(confidence, correct, 0.75, "point") == 0.5  # 3 of 4 right at 0.5
+    assert threshold_for_precision(confidence, correct, 0.8, "point") == 0.9  # 0.8 routes both tied tickets: 2/3
+    assert threshold_for_precision(confidence, np.zeros(4, dtype=bool), 0.5, "point") is None
+    assert threshold_for_precision(confidence, correct, 0.5) is None  # 4 tickets promise no 0.5 at 95%
     assert threshold_for_coverage(confidence, 0.5) == 0.8 and threshold_for_coverage(confidence, 1.0) == 0.5
+
+
+def test_a_head_that_cannot_reach_its_target_does_not_vote_and_says_so(caplog):
+    rng = np.random.default_rng(1)
+    n = 400
+    probabilities = {"category": softmax(rng.normal(0, 3, (n, 3))), "queue": softmax(rng.normal(0, 0.3, (n, 2)))}
+    labels = np.stack([probabilities["category"].argmax(1),  # category always right: reaches 0.9
+                       rng.integers(0, 2, n)], axis=1)  # queue a coin toss: never 0.9
+    with caplog.at_level(logging.WARNING):
+        policy = fit_policy(probabilities, labels, SPECS, PolicyTargets(0.9), [], "val.csv")
+    category, queue = policy.heads["category"], policy.heads["queue"]
+    assert category.votes and category.threshold is not None and category.auto_precision_lower >= 0.9
+    assert not queue.votes and queue.threshold is None and 0.4 < queue.max_target < 0.9
+    (line,) = [r.message for r in caplog.records if "queue" in r.message]
+    assert "does not vote" in line and f"--task-target queue={queue.max_target}" in line and "\n" not in line
+    # The queue head still marks every ticket "review", but only category decides the route.
+    records = decide(_records(probabilities), probabilities, ["x"] * n, SPECS, policy)
+    assert all(r["queue"]["decision"] == "review" for r in records)
+    assert all(r["route"] == ("auto" if r["category"]["decision"] == "auto" else "review") for r in records)
+    assert not any("queue" in reason for r in records for reason in r["review_reasons"])
+    # At the target it can promise, it votes again.
+    refit = fit_policy(probabilities, labels, SPECS, PolicyTargets(0.9, task_targets={"queue": queue.max_target}),
+                       [], "val.csv")
+    assert refit.heads["queue"].votes and refit.heads["queue"].threshold is not None
+
+
+def test_overall_route_share_and_precision_count_voting_heads_only():
+    probabilities = {"category": np.array([[0.9, 0.05, 0.05], [0.9, 0.05, 0.05], [0.4, 0.3, 0.3], [0.9, 0.05, 0.05]]),
+                     "queue": np.array([[0.9, 0.1], [0.9, 0.1], [0.9, 0.1], [0.9, 0.1]])}
+    gold = np.array([[0, 1], [1, 0], [0, 0], [IGNORE_INDEX, IGNORE_INDEX]])
+    policy = RoutingPolicy(heads={"category": HeadPolicy(0.8), "queue": HeadPolicy(None, votes=False)})
+    out = route_outcome(gold, probabilities, ["a", "b", "c", "d"], SPECS, SPECS, policy)
+    # Tickets 0, 1 and 3 are routed auto; 3 has no label; of 0 and 1 only 0 has the right category.
+    assert out["auto_n"] == 3 and out["auto_share"] == 0.75 and out["auto_precision"] == 0.5
+    assert out["voting_heads"] == ["category"] and out["review_reasons"] == {"category unsure": 1}
+    everyone = route_outcome(gold, probabilities, ["a", "b", "c", "d"], SPECS, SPECS, None)
+    assert everyone["auto_share"] == 1.0 and everyone["auto_precision"] == pytest.approx(1 / 3)
 
 
 def test_label_pairs_are_learned_from_rows_labeled_for_both_heads():
@@ -96,7 +153,8 @@ def test_without_a_policy_every_decision_is_auto_and_an_unreachable_target_is_re
 
 def test_policy_round_trips_through_json(tmp_path, caplog):
     policy = _policy()
-    policy.targets = PolicyTargets(0.85, task_targets={"queue": 0.95})
+    policy.targets = PolicyTargets(0.85, task_targets={"queue": 0.95}, precision_bound="point")
+    policy.heads["queue"] = HeadPolicy(None, 0.95, votes=False, max_target=0.71, n=30)
     policy.save(tmp_path)
     assert RoutingPolicy.load(tmp_path) == policy
     data = json.loads((tmp_path / "policy.json").read_text())
@@ -107,14 +165,32 @@ def test_policy_round_trips_through_json(tmp_path, caplog):
     assert "method" in caplog.text
 
 
+def test_a_policy_saved_before_bounds_and_votes_loads_and_routes_as_before(tmp_path):
+    old = {"consistency": True, "fitted_on": "v.csv", "label_pairs": [],
+           "heads": {"category": {"threshold": 0.6, "target_precision": 0.9, "coverage": 0.5, "auto_precision": 0.9,
+                                  "n": 40, "target_coverage": None},
+                     "queue": {"threshold": None, "target_precision": 0.9, "n": 40}},
+           "targets": {"target_precision": 0.9, "target_coverage": None, "task_targets": {}, "consistency": True}}
+    (tmp_path / "policy.json").write_text(json.dumps(old))
+    policy = RoutingPolicy.load(tmp_path)
+    assert policy.targets.precision_bound == "point"  # what its thresholds were fitted on
+    assert policy.heads["queue"].votes and policy.heads["queue"].max_target is None
+    probabilities = {"category": np.array([[0.7, 0.2, 0.1]]), "queue": np.array([[0.6, 0.4]])}
+    (record,) = decide(_records(probabilities), probabilities, ["x"], SPECS, policy)
+    assert record["route"] == "review" and record["review_reasons"] == ["queue unsure (no threshold reaches its target)"]
+
+
 def test_targets_are_validated_and_overridden():
     with pytest.raises(InputError, match=r"task_targets\[queue\]=1.5"):
         PolicyTargets(task_targets={"queue": 1.5}).validate(["queue"])
     with pytest.raises(InputError, match="did you mean 'queue'"):
         PolicyTargets(task_targets={"queu": 0.9}).validate(["category", "queue"])
+    with pytest.raises(InputError, match="precision_bound='wilson'.*did you mean 'wilson95'"):
+        PolicyTargets(precision_bound="wilson").validate()
     stored = PolicyTargets(target_coverage=0.7, task_targets={"queue": 0.95})
-    targets = resolve_targets(stored, target_precision=0.85, task_targets={"category": 0.8}, consistency=False)
-    assert targets == PolicyTargets(0.85, None, {"queue": 0.95, "category": 0.8}, False)
+    targets = resolve_targets(stored, target_precision=0.85, task_targets={"category": 0.8}, consistency=False,
+                              precision_bound="point")
+    assert targets == PolicyTargets(0.85, None, {"queue": 0.95, "category": 0.8}, False, "point")
     assert targets.for_head("queue") == (0.95, None) and targets.for_head("urgency") == (0.85, None)
     assert stored.for_head("urgency") == (None, 0.7)
 
@@ -185,6 +261,9 @@ def test_calibrate_rewrites_only_its_files_and_the_router_applies_them(model_dir
                                 plots=tmp_path / "plots")
     assert evaluated["tasks"]["category"]["auto_precision"] == pytest.approx(head.auto_precision)
     assert evaluated["tasks"]["category"]["coverage"] == pytest.approx(head.coverage)
+    # queue cannot promise 0.99 on 60 tickets: it does not vote, and the overall route evaluates as fitted.
+    assert not router.policy.heads["queue"].votes and summary["route"]["voting_heads"] == ["category"]
+    assert evaluated["route"] == summary["route"]
     assert (tmp_path / "plots" / "risk_coverage_category.png").is_file()
 
     # Refit later without flags: the stored targets are kept.
@@ -197,13 +276,14 @@ def test_calibrate_and_predict_top_k_on_the_command_line(model_dir, tmp_path, ca
 
     data = _labeled(tmp_path, Router.from_pretrained(model_dir))
     argv = ["-q", "calibrate", "--model", str(model_dir), "--data", str(data), "--target-precision", "0.6",
-            "--task-target", "queue=0.55", "--no-consistency"]
+            "--task-target", "queue=0.55", "--no-consistency", "--precision-bound", "point"]
     assert main(argv) == 0
-    assert set(json.loads(capsys.readouterr().out)) == {"calibration", "policy"}
+    assert set(json.loads(capsys.readouterr().out)) == {"calibration", "policy", "route"}
     policy = json.loads((model_dir / "policy.json").read_text())
     assert policy["consistency"] is False and policy["heads"]["queue"]["target_precision"] == 0.55
+    assert policy["targets"]["precision_bound"] == "point"
     assert main(["-q", "calibrate", "--model", str(model_dir), "--data", str(data), "--task-target", "queue"]) == 2
-    assert "--task-target 'queue'" in capsys.readouterr().err
+    assert "--task-target 'queue': expected NAME=NUMBER" in capsys.readouterr().err
     assert main(["-q", "calibrate", "--model", str(model_dir), "--data", str(data), "--task-target", "urgent=0.9"]) == 2
     assert "no task 'urgent'" in capsys.readouterr().err
 

@@ -130,10 +130,15 @@ def test_decisions_are_counted_per_head_when_records_carry_one(router):
     assert 'ticket_router_routes_total{route="review"} 2.0' in text
 
 
-def test_model_reports_the_policy_thresholds(router, tmp_path):
-    (tmp_path / "policy.json").write_text(json.dumps({"heads": {"urgency": {"threshold": 0.7, "n": 10}}}))
+def test_model_reports_the_policy_thresholds_votes_and_max_targets(router, tmp_path):
+    heads = {"urgency": {"threshold": 0.7, "n": 10},  # saved before votes existed: it votes
+             "queue": {"threshold": None, "n": 10, "votes": False, "max_target": 0.62}}
+    (tmp_path / "policy.json").write_text(json.dumps({"heads": heads}))
     with TestClient(create_app(router, tmp_path)) as client:
-        assert client.get("/v1/model").json()["thresholds"] == {"urgency": 0.7}
+        info = client.get("/v1/model").json()
+    assert info["thresholds"] == {"urgency": 0.7, "queue": None}
+    assert info["votes"] == {"urgency": True, "queue": False}
+    assert info["max_target"] == {"urgency": None, "queue": 0.62}
 
 
 def test_serves_an_onnx_export(router, tmp_path):

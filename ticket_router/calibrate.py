@@ -17,14 +17,17 @@ from pathlib import Path
 import numpy as np
 
 from .calibration import Calibration, fit_calibration, read_json
+from .config import parse_number_pairs
 from .errors import InputError
-from .policy import LabelPairs, PolicyTargets, RoutingPolicy, fit_policy, learn_label_pairs
+from .policy import (
+    PRECISION_BOUNDS, LabelPairs, PolicyTargets, RoutingPolicy, fit_policy, learn_label_pairs, route_outcome,
+)
 from .tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
 
 # The TrainConfig keys of the routing policy: they change calibration.json/policy.json, never the weights.
-POLICY_KEYS = ("target_precision", "target_coverage", "task_targets", "consistency")
+POLICY_KEYS = ("target_precision", "target_coverage", "task_targets", "consistency", "precision_bound")
 
 
 def fit_routing(probabilities: dict[str, np.ndarray], labels: np.ndarray, specs: list[TaskSpec],
@@ -40,12 +43,21 @@ def fit_routing(probabilities: dict[str, np.ndarray], labels: np.ndarray, specs:
     return calibration, policy, summary
 
 
+def overall_route(router, probabilities: dict[str, np.ndarray], labels: np.ndarray, labeled: list[TaskSpec],
+                  texts: list[str]) -> dict:
+    """metrics.json's "route": the overall decision of `router`'s calibration and policy on the fit rows
+    (`probabilities`: every head, uncalibrated; `labels`: columns in `labeled` order)."""
+    scaled = router.calibration.apply(probabilities, router.lexical_weight) if router.calibration else probabilities
+    return route_outcome(labels, scaled, texts, router.specs, labeled, router.policy)
+
+
 def targets_from_config(config) -> PolicyTargets:
     """The policy keys of a TrainConfig (or of its saved JSON, as a dict)."""
     get = config.get if isinstance(config, dict) else lambda key, default: getattr(config, key, default)
     defaults = PolicyTargets()
     return PolicyTargets(get("target_precision", defaults.target_precision), get("target_coverage", None),
-                         dict(get("task_targets", None) or {}), get("consistency", defaults.consistency))
+                         dict(get("task_targets", None) or {}), get("consistency", defaults.consistency),
+                         get("precision_bound", defaults.precision_bound))
 
 
 def fit_after_training(router, config, specs: list[TaskSpec], train_labels: np.ndarray, eval_labels: np.ndarray,
@@ -56,6 +68,7 @@ def fit_after_training(router, config, specs: list[TaskSpec], train_labels: np.n
     router.calibration, router.policy, summary = fit_routing(
         {s.name: probabilities[s.name] for s in specs}, eval_labels, specs, router.lexical_weight,
         targets_from_config(config), learn_label_pairs(train_labels, specs), config.validation)
+    summary["route"] = overall_route(router, probabilities, eval_labels, specs, eval_texts)
     return summary
 
 
@@ -83,7 +96,7 @@ def _stored_targets(model_dir: Path, policy: RoutingPolicy | None) -> PolicyTarg
 
 def resolve_targets(stored: PolicyTargets, target_precision: float | None = None,
                     target_coverage: float | None = None, task_targets: dict[str, float] | None = None,
-                    consistency: bool | None = None) -> PolicyTargets:
+                    consistency: bool | None = None, precision_bound: str | None = None) -> PolicyTargets:
     """The stored targets with the command line's overrides: a target precision replaces a stored coverage."""
     if target_precision is not None and target_coverage is not None:
         raise InputError("give --target-precision or --target-coverage, not both")
@@ -94,13 +107,16 @@ def resolve_targets(stored: PolicyTargets, target_precision: float | None = None
         targets.target_coverage = target_coverage
     if consistency is not None:
         targets.consistency = consistency
+    if precision_bound is not None:
+        targets.precision_bound = precision_bound
     return targets
 
 
 def calibrate_model(model_dir: str | Path, data: str, batch_size: int = 64, **overrides) -> dict:
     """Refit calibration.json and policy.json of a saved router on a labeled file; other files stay untouched.
 
-    `overrides`: target_precision, target_coverage, task_targets, consistency (see `resolve_targets`). Heads
+    `overrides`: target_precision, target_coverage, task_targets, consistency, precision_bound (see
+    `resolve_targets`). The summary's "route" is the overall decision on these rows. Heads
     whose label column the file lacks keep their stored temperature and threshold.
     """
     from .data import encode_labels, read_table
@@ -111,13 +127,16 @@ def calibrate_model(model_dir: str | Path, data: str, batch_size: int = 64, **ov
     table = read_table(data)
     present = router.labeled_specs(table, data, "calibrate on")
     gold = encode_labels(table, present, data)
-    proba = router.predict_proba(router.texts_from_table(table, data), batch_size, show_progress=True, calibrated=False)
+    texts = router.texts_from_table(table, data)
+    proba = router.predict_proba(texts, batch_size, show_progress=True, calibrated=False)
     old_policy = router.policy
     targets = resolve_targets(_stored_targets(model_dir, old_policy), **overrides)
     pairs = old_policy.label_pairs if old_policy is not None else _training_label_pairs(model_dir, router.specs)
     calibration, policy, summary = fit_routing({s.name: proba[s.name] for s in present}, gold, present,
                                                router.lexical_weight, targets, pairs, data)
     _keep_missing_heads(calibration, policy, router, present)
+    router.calibration, router.policy = calibration, policy
+    summary["route"] = overall_route(router, proba, gold, present, texts)
     calibration.save(model_dir)
     policy.save(model_dir)
     logger.info("Rewrote %s/calibration.json and policy.json from %s", model_dir, data)
@@ -136,23 +155,11 @@ def _keep_missing_heads(calibration: Calibration, policy: RoutingPolicy, router,
             policy.heads[spec.name] = router.policy.heads[spec.name]
 
 
-def _parse_task_targets(items: list[str] | None) -> dict[str, float]:
-    targets = {}
-    for item in items or []:
-        name, _, value = item.partition("=")
-        try:
-            targets[name.strip()] = float(value)
-        except ValueError:
-            raise InputError(f"--task-target {item!r}: expected NAME=PRECISION, e.g. --task-target queue=0.95") from None
-        if not name.strip():
-            raise InputError(f"--task-target {item!r}: expected NAME=PRECISION, e.g. --task-target queue=0.95")
-    return targets
-
-
 def cmd_calibrate(args: argparse.Namespace) -> int:
     summary = calibrate_model(args.model, args.data, batch_size=args.batch_size,
                               target_precision=args.target_precision, target_coverage=args.target_coverage,
-                              task_targets=_parse_task_targets(args.task_target), consistency=args.consistency)
+                              task_targets=parse_number_pairs(args.task_target or [], "--task-target"),
+                              consistency=args.consistency, precision_bound=args.precision_bound)
     print(json.dumps(summary, indent=2, sort_keys=True))
     return 0
 
@@ -172,5 +179,8 @@ def add_calibrate_command(commands) -> None:
                         help="One head's target precision, repeatable (e.g. queue=0.95).")
     parser.add_argument("--consistency", action=argparse.BooleanOptionalAction, default=None,
                         help="Send label pairs of two heads never seen together in training to review. Default: as stored.")
+    parser.add_argument("--precision-bound", choices=PRECISION_BOUNDS,
+                        help="Judge a target precision on its Wilson 95%% lower bound (wilson95) or on the precision of "
+                             "the fit rows (point). Default: as stored (training: wilson95).")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.set_defaults(func=cmd_calibrate)

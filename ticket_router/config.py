@@ -10,6 +10,7 @@ from this record: the knobs by name, the few renamed keys through `TRAINER_KEYS`
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ class TrainConfig(MultiTaskKnobs):
     target_coverage: float | None = field(default=None, metadata={"help": "Instead of target_precision: the share of tickets each head routes automatically."})
     task_targets: dict[str, float] = field(default_factory=dict, metadata={"help": "NAME=PRECISION, repeatable: one head's own target precision."})
     consistency: bool = field(default=True, metadata={"help": "Send predicted label pairs of two heads never seen together in training to review."})
+    precision_bound: str = field(default="wilson95", metadata={"help": "wilson95: a threshold meets its target when the Wilson 95% lower bound of the auto-routed validation tickets' precision does; point: when their precision does."})
     strict: bool = field(default=False, metadata={"help": "Refuse validation labels the training data does not have."})
     keep_checkpoints: bool = field(default=False, metadata={"help": "Keep OUTPUT/checkpoints after training."})
     resume: bool = field(default=False, metadata={"help": "Resume from the last checkpoint in OUTPUT/checkpoints."})
@@ -90,7 +92,8 @@ class TrainConfig(MultiTaskKnobs):
         from .policy import PolicyTargets
 
         check_weight(self.lexical_weight)
-        PolicyTargets(self.target_precision, self.target_coverage, self.task_targets).validate(list(self.tasks))
+        PolicyTargets(self.target_precision, self.target_coverage, self.task_targets,
+                      precision_bound=self.precision_bound).validate(list(self.tasks))
         if self.task_specific_layers < 0:
             raise InputError(f"task_specific_layers={self.task_specific_layers!r} must be >= 0")
         poolings = [p.value for p in Pooling]
@@ -108,18 +111,27 @@ def _as_list(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
-def _pairs(value: Any, key: str) -> dict[str, str]:
-    """Accept a mapping, or a list of NAME=VALUE strings (the CLI form)."""
+def parse_number_pairs(value: Any, key: str) -> dict[str, float]:
+    """NAME=NUMBER pairs: a mapping (YAML), a list of "NAME=NUMBER" strings (repeated flags) or one comma-separated
+    string. The one parser of --task-target, --task-weight and task_targets/task_weights; a bad pair is refused
+    in one line naming it and `key` (the flag or setting)."""
     if isinstance(value, dict):
-        return {str(k): v for k, v in value.items()}
-    result = {}
-    for item in _as_list(value) if isinstance(value, str) else value:
-        name, sep, rest = str(item).partition("=")
-        if not sep or not name.strip() or not rest.strip():
-            raise InputError(f"{key}: {item!r} is not NAME=VALUE")
-        if name.strip() in result:
-            raise InputError(f"{key}: {name.strip()!r} is given twice")
-        result[name.strip()] = rest.strip()
+        items = [(str(name), number, f"{name}: {number}") for name, number in value.items()]
+    else:
+        raw = _as_list(value) if isinstance(value, str) else [str(item) for item in value]
+        items = [(*item.partition("=")[::2], item) for item in raw]
+    result: dict[str, float] = {}
+    for name, number, shown in items:
+        name = name.strip()
+        try:
+            parsed = float(str(number).strip()) if name else None
+        except ValueError:
+            parsed = None
+        if parsed is None or not math.isfinite(parsed):
+            raise InputError(f"{key} {shown!r}: expected NAME=NUMBER, e.g. queue=0.95")
+        if name in result:
+            raise InputError(f"{key} {shown!r}: {name!r} is given twice")
+        result[name] = parsed
     return result
 
 
@@ -132,10 +144,7 @@ def normalise(key: str, value: Any) -> Any:
     if key == "tasks":
         return parse_task_mapping(value if isinstance(value, (dict, list)) else _as_list(value))
     if key in ("task_weights", "task_targets"):
-        try:
-            return {name: float(weight) for name, weight in _pairs(value, key).items()}
-        except ValueError as error:
-            raise InputError(f"{key}: {error}") from None
+        return parse_number_pairs(value, key)
     return value
 
 

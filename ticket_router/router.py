@@ -31,7 +31,7 @@ from .errors import InputError, first_line
 from .lexical import LexicalHeads, check_weight, fuse, softmax
 from .model_dir import SETTINGS_NAME, check_complete, check_replaceable
 from .calibration import Calibration  # temperatures per head (issue 13)
-from .policy import RoutingPolicy, decide, log_missing_routing_files, routing_metrics
+from .policy import RoutingPolicy, decide, log_missing_routing_files, route_outcome, routing_metrics
 from .tasks import TaskSpec
 
 # torch, transformers, datasets and the metrics are imported where they are used: an ONNX export (onnx_backend.py)
@@ -282,8 +282,8 @@ class Router:
     def evaluate(self, table: datasets.Dataset, source: str, strict: bool = False, batch_size: int = 32,
                  plots: str | Path | None = None) -> dict:
         """{"tasks": {name: {accuracy, macro_f1, n, ece, aurc, and with a policy coverage, auto_precision, auto_n,
-        threshold}}, "mean_macro_f1"}; tasks whose column is absent are skipped. `plots`: a directory for one
-        risk-coverage PNG per task."""
+        threshold}}, "mean_macro_f1", "route": {auto_share, auto_precision, ...} (the overall decision)}; tasks
+        whose column is absent are skipped. `plots`: a directory for one risk-coverage PNG per task."""
         from .data import encode_labels, join_text_columns
         from .metrics import multitask_metrics
 
@@ -297,6 +297,7 @@ class Router:
         result = multitask_metrics(gold, [probabilities[s.name] for s in present], [s.name for s in present])
         for name, extra in routing_metrics(gold, probabilities, present, self.policy, plots).items():
             result["tasks"][name].update(extra)
+        result["route"] = route_outcome(gold, probabilities, list(texts), self.specs, present, self.policy)
         return result
 
 

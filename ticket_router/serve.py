@@ -226,6 +226,10 @@ def model_info(router, model_dir: str | Path) -> dict:
     if policy.is_file():
         heads = json.loads(policy.read_text()).get("heads", {})
         info["thresholds"] = {task: head.get("threshold") for task, head in heads.items()}
+        # A head whose target is out of reach marks its tickets "review" without voting on the route; max_target
+        # is the precision it can promise instead.
+        info["votes"] = {task: head.get("votes", True) for task, head in heads.items()}
+        info["max_target"] = {task: head.get("max_target") for task, head in heads.items()}
     return info
 
 

@@ -225,7 +225,7 @@ def refit_lexical_heads(config: TrainConfig) -> dict:
     router = Router.from_pretrained(output)
     router.set_lexical(fit_lexical_heads(config, data), config.lexical_weight)
     summary = json.loads((output / "metrics.json").read_text())
-    for key in ("tasks", "mean_macro_f1", "encoder_only", "lexical_only", "calibration", "policy"):
+    for key in ("tasks", "mean_macro_f1", "encoder_only", "lexical_only", "calibration", "policy", "route"):
         summary.pop(key, None)
     if data.eval_texts is not None:
         summary.update(validation_summary(router, config, data))
