@@ -1,13 +1,13 @@
 """Routing speed in process (issue 14, item 4 CPU): PyTorch vs ONNX fp32 vs ONNX int8 on the same tickets.
 
     python -m bench.routing_speed --torch runs/st --fp32 runs/st-fp32 --int8 runs/st-int8 \
-        --n 400 --repeats 5 --threads 2 --json bench/routing_speed.json
+        --n 400 --repeats 5 --threads 2 --json bench/routing_speed.json [--also int8_before=runs/st-int8-old]
 
 Every router is loaded once, then each repeat times every model in turn (torch, fp32, int8, torch, fp32, ...), so
 a burst of load from other processes on this shared machine hits all of them alike; the median of the repeats is
 reported with its spread. Two parts per model: the encoder heads alone (`Router.encoder_proba`) and as routed
 (`Router.predict_proba`: fused with the n-gram heads, calibrated). PyTorch and ONNX Runtime use the same number of
-intra-op threads (`--threads`). Quality: macro-F1 per head on the labeled tickets timed, and the share of tickets
+intra-op threads (`--threads`), idle threads asleep (OMP_WAIT_POLICY=PASSIVE, as `serve`). Quality: macro-F1 per head on the labeled tickets timed, and the share of tickets
 whose top-1 label equals PyTorch's.
 """
 
@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--torch", required=True, help="PyTorch model directory (the reference).")
     parser.add_argument("--fp32", help="Its fp32 export.")
     parser.add_argument("--int8", help="Its int8 export.")
+    parser.add_argument("--also", action="append", default=[], metavar="NAME=DIR",
+                        help="Another model timed in the same rotation (e.g. an export made by an older version).")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="Labeled tickets (default: shared validation).")
     parser.add_argument("--n", type=int, default=400, help="First N tickets of --data.")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -124,8 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="Intra-op threads, every model.")
     parser.add_argument("--json", help="Write the results here.")
     args = parser.parse_args(argv)
+    # As `ticket-router serve` does, before torch loads OpenMP: idle OpenMP threads sleep instead of spinning, which
+    # on this shared CPU halved PyTorch's tickets/s (BENCHMARKS.md); the comparison is with PyTorch at its best.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     models = {name: path for name, path in (("torch", args.torch), ("onnx_fp32", args.fp32), ("onnx_int8", args.int8))
               if path}
+    for spec in args.also:
+        name, _, path = spec.partition("=")
+        if not path:
+            parser.error(f"--also {spec!r}: expected NAME=DIR")
+        models[name] = path
     load_before = [round(x, 2) for x in os.getloadavg()]
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     result = measure(models, args.data, args.n, args.batch_size, args.repeats, args.threads)

@@ -87,7 +87,8 @@ def test_exports_hold_fused_attention_and_per_channel_int8_weights(exports):
     graph = onnx.load(str(int8 / "model.onnx")).graph
     weights = {init.name: init for init in graph.initializer}
     matmuls = [node for node in graph.node if node.op_type == "MatMulInteger"]
-    assert matmuls and "QAttention" in {node.op_type for node in graph.node}
+    ops = {node.op_type for node in graph.node}
+    assert matmuls and "QAttention" in ops and "EmbedLayerNormalization" in ops  # embeddings stay float
     for node in matmuls:  # per-channel: one weight zero point per output column
         weight, zero_point = weights[node.input[1]], weights[node.input[3]]
         assert weight.data_type == onnx.TensorProto.INT8 and list(zero_point.dims) == [weight.dims[1]]
