@@ -186,9 +186,14 @@ def test_without_the_serve_extra_commands_say_what_to_install(router_dir, tmp_pa
     assert "fastapi is not installed" in capsys.readouterr().err
 
 
-def test_routing_speed_bench_alternates_models_and_scores_each(router_dir, exports, tmp_path, capsys):
+def test_routing_speed_bench_alternates_models_and_scores_each(router_dir, exports, tmp_path, capsys, monkeypatch):
+    import torch
+
     from bench import routing_speed
     from conftest import harbor_rows, write_csv
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # main() sets it if unset: restored after the test
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # process-wide: the bench would change it for all
 
     data = write_csv(tmp_path / "val.csv", harbor_rows("validation", 10))
     out = tmp_path / "speed.json"
@@ -201,3 +206,4 @@ def test_routing_speed_bench_alternates_models_and_scores_each(router_dir, expor
         assert all(len(parts[part]["seconds"]) == 2 for part in ("encoder", "routed"))
     assert result["models"]["onnx_fp32"]["routed"]["agreement_with_torch"] == {"category": 1.0, "urgency": 1.0, "queue": 1.0}
     assert "| onnx_int8 | routed (fused) |" in capsys.readouterr().out
+
