@@ -76,6 +76,35 @@ def test_int8_export_loads_routes_and_is_smaller(router_dir, exports):
     assert len(router.route(TEXTS[:3])) == 3
 
 
+def test_exports_hold_fused_attention_and_per_channel_int8_weights(exports):
+    import onnx
+
+    fp32, int8 = exports
+    manifest = json.loads((fp32 / MANIFEST_NAME).read_text())
+    assert manifest["fused_ops"]["Attention"] == 2 and manifest["fused_ops"]["EmbedLayerNormalization"] == 1
+    ops = {node.op_type for node in onnx.load(str(fp32 / "model.onnx")).graph.node}
+    assert {"Attention", "SkipLayerNormalization"} <= ops and "Softmax" not in ops  # no unfused attention left
+    graph = onnx.load(str(int8 / "model.onnx")).graph
+    weights = {init.name: init for init in graph.initializer}
+    matmuls = [node for node in graph.node if node.op_type == "MatMulInteger"]
+    ops = {node.op_type for node in graph.node}
+    assert matmuls and "QAttention" in ops and "EmbedLayerNormalization" in ops  # embeddings stay float
+    for node in matmuls:  # per-channel: one weight zero point per output column
+        weight, zero_point = weights[node.input[1]], weights[node.input[3]]
+        assert weight.data_type == onnx.TensorProto.INT8 and list(zero_point.dims) == [weight.dims[1]]
+
+
+def test_sessions_run_sequentially_on_the_threads_asked(exports):
+    from ticket_router.onnx_backend import physical_cores
+
+    default = Router.from_pretrained(exports[1]).model.session.get_session_options()
+    assert default.intra_op_num_threads == physical_cores() and default.inter_op_num_threads == 1
+    assert default.execution_mode.name == "ORT_SEQUENTIAL"
+    assert default.graph_optimization_level.name == "ORT_ENABLE_ALL"
+    assert default.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert Router.from_pretrained(exports[1], threads=1).model.session.get_session_options().intra_op_num_threads == 1
+
+
 def test_manifest_lists_tasks_files_checksums_and_leaves_torch_weights_behind(router_dir, exports):
     fp32 = exports[0]
     manifest = json.loads((fp32 / MANIFEST_NAME).read_text())
@@ -173,3 +202,26 @@ def test_an_export_carries_the_policy_with_its_non_voting_heads(router_dir, tmp_
     assert all(r["urgency"]["decision"] == "review" and r["route"] == "auto" for r in records)
     info = model_info(onnx_router, tmp_path / "export")
     assert info["votes"] == {"category": True, "urgency": False} and info["max_target"]["urgency"] == 0.7
+
+
+def test_routing_speed_bench_alternates_models_and_scores_each(router_dir, exports, tmp_path, capsys, monkeypatch):
+    import torch
+
+    from bench import routing_speed
+    from conftest import harbor_rows, write_csv
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # main() sets it if unset: restored after the test
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # process-wide: the bench would change it for all
+
+    data = write_csv(tmp_path / "val.csv", harbor_rows("validation", 10))
+    out = tmp_path / "speed.json"
+    assert routing_speed.main(["--torch", str(router_dir), "--fp32", str(exports[0]), "--int8", str(exports[1]),
+                               "--data", str(data), "--n", "8", "--batch-size", "4", "--repeats", "2",
+                               "--threads", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["n"] == 8 and list(result["models"]) == ["torch", "onnx_fp32", "onnx_int8"]
+    for parts in result["models"].values():
+        assert all(len(parts[part]["seconds"]) == 2 for part in ("encoder", "routed"))
+    assert result["models"]["onnx_fp32"]["routed"]["agreement_with_torch"] == {"category": 1.0, "urgency": 1.0, "queue": 1.0}
+    assert "| onnx_int8 | routed (fused) |" in capsys.readouterr().out
+

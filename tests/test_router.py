@@ -156,3 +156,13 @@ def test_a_damaged_weights_file_is_one_line(router, tmp_path):
         Router.from_pretrained(target)
     assert "\n" not in str(error.value)
 
+
+
+def test_length_sorted_batches_come_back_in_input_order(router):
+    texts = ["a", "printer jam paper tray that will not feed at all", "refund", "login password locked account now"]
+    batched = router.predict_proba(texts, batch_size=2)  # batches of the longest two, then the shortest two
+    for i, text in enumerate(texts):
+        alone = router.predict_proba([text], batch_size=1)
+        for task, p in batched.items():
+            np.testing.assert_allclose(p[i], alone[task][0], atol=1e-5)
+    assert not np.allclose(batched["topic"][0], batched["topic"][1])  # different tickets: the check can fail

@@ -113,14 +113,17 @@ class Router:
         return model.to(device).eval(), device
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None) -> "Router":
+    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None,
+                        threads: int | None = None) -> "Router":
+        """The router saved in `path`: a PyTorch model directory, or an export run by ONNX Runtime on `threads`
+        intra-op threads (default: the physical cores; a PyTorch model uses torch's process-wide setting)."""
         path = Path(path)
         from .onnx_backend import is_export_dir  # an export dir runs with ONNX Runtime, without torch
 
         if is_export_dir(path):
             from .onnx_backend import OnnxRouter, load_export
 
-            (model, tokenizer), cls = load_export(path), OnnxRouter
+            (model, tokenizer), cls = load_export(path, threads), OnnxRouter
         else:
             model, tokenizer = cls._load_torch(path)
         components = {name: kind.load(path) for name, kind in COMPONENTS.items()}
