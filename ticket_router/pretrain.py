@@ -6,6 +6,7 @@ directory is a plain encoder + tokenizer, loaded exactly like any other backbone
 
 Masking is plain token masking: transformers' whole-word masking needs each token's offsets, which its own dynamic
 padding cannot pad, so it would mean padding every ticket to `max_length` (several times the compute on tickets).
+The vocabulary is scored at the masked positions only (`mlm.MaskedTokensTrainer`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RECORD_NAME = "pretrain.json"
+
 DEFAULT_TEXT_COLUMNS = ["text"]
 
 
@@ -228,12 +230,15 @@ def _training_arguments(config: PretrainConfig, scratch: Path, has_eval: bool):
         seed=config.seed, logging_steps=config.logging_steps, save_strategy="no",
         eval_strategy="no", report_to="none",
         remove_unused_columns=False,  # keeps special_tokens_mask for the collator
+        prediction_loss_only=True,
     )
 
 
 def pretrain(config: PretrainConfig) -> PretrainRecord:
     """Continue MLM pretraining of `config.backbone` on the texts; save the encoder and `pretrain.json`."""
-    from transformers import DataCollatorForLanguageModeling, Trainer, set_seed
+    from transformers import DataCollatorForLanguageModeling, set_seed
+
+    from .mlm import MaskedTokensTrainer
 
     config.validate()
     output = Path(config.output)
@@ -252,7 +257,7 @@ def pretrain(config: PretrainConfig) -> PretrainRecord:
 
     eval_dataset = tokenize_texts(eval_texts, tokenizer, config.max_length) if eval_texts else None
     with atomic_directory(output) as staging:
-        trainer = Trainer(model=model, args=_training_arguments(config, staging / "scratch", bool(eval_texts)),
+        trainer = MaskedTokensTrainer(model=model, args=_training_arguments(config, staging / "scratch", bool(eval_texts)),
                           train_dataset=tokenize_texts(train_texts, tokenizer, config.max_length),
                           data_collator=make_collator(), processing_class=tokenizer)
         before = masked_perplexity(trainer, eval_dataset, make_collator)
