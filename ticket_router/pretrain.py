@@ -11,7 +11,6 @@ The vocabulary is scored at the masked positions only (`mlm.MaskedTokensTrainer`
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .atomic import atomic_directory
 from .backbone import DEFAULT_BACKBONE, resolve_backbone
+from .backbone import _sha256 as file_sha256  # as export.py does
 from .errors import InputError, first_line
 
 if TYPE_CHECKING:
@@ -105,14 +105,6 @@ class TicketTexts:
     texts: list[str]
     blank: int
     columns: list[str] | None
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_ticket_texts(path: str, text_columns: list[str], encoding: str | None = None) -> TicketTexts:
