@@ -201,15 +201,9 @@ def encoder_of(masked_lm: PreTrainedModel, location: str) -> PreTrainedModel:
 
 def check_output(path: Path) -> None:
     """A pretrain may replace its own earlier output (atomically), never someone's other files."""
-    if not path.exists():
-        return
-    if not path.is_dir():
-        raise InputError(f"--output {path}: exists and is not a directory; choose another output")
-    entries = sorted(p.name for p in path.iterdir())
-    if entries and RECORD_NAME not in entries:
-        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-        raise InputError(f"--output {path}: exists and is not a pretrained backbone (it holds {shown}, no "
-                         f"{RECORD_NAME}); choose a new or empty directory")
+    from .model_dir import check_replaceable
+
+    check_replaceable(path, lambda p: (p / RECORD_NAME).is_file(), f"a pretrained backbone (no {RECORD_NAME})")
 
 
 def _training_arguments(config: PretrainConfig, scratch: Path, has_eval: bool):
@@ -259,7 +253,7 @@ def pretrain(config: PretrainConfig) -> PretrainRecord:
         after = masked_perplexity(trainer, eval_dataset, make_collator)
         logger.info("Held-out masked-token perplexity: %s before, %s after", before, after)
         record = PretrainRecord(
-            source_backbone=label, texts_file=str(config.texts), texts_sha256=file_sha256(config.texts),
+            source_backbone=label, texts_file=str(config.texts), texts_sha256=file_sha256(Path(config.texts)),
             text_columns=tickets.columns, texts=len(tickets.texts), blank=tickets.blank,
             train_texts=len(train_texts), eval_texts=len(eval_texts), epochs=config.epochs,
             max_steps=config.max_steps, global_steps=trainer.state.global_step, learning_rate=config.learning_rate,
