@@ -80,7 +80,7 @@ def test_an_earlier_pretrain_is_replaced_other_directories_are_refused(tmp_path,
     capsys.readouterr()
     assert main([*argv[:5], "--output", str(other), *argv[7:]]) == 2
     err = capsys.readouterr().err
-    assert "is not a pretrained backbone (it holds keep.md" in err and len(err.strip().splitlines()) == 1
+    assert "is not a pretrained backbone (no pretrain.json) (it holds keep.md" in err and len(err.strip().splitlines()) == 1
     assert (other / "keep.md").read_text() == "mine"
 
 
