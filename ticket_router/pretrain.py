@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -206,7 +207,7 @@ def check_output(path: Path) -> None:
     check_replaceable(path, lambda p: (p / RECORD_NAME).is_file(), f"a pretrained backbone (no {RECORD_NAME})")
 
 
-def _training_arguments(config: PretrainConfig, scratch: Path, has_eval: bool):
+def _training_arguments(config: PretrainConfig, scratch: Path):
     from transformers import TrainingArguments
 
     return TrainingArguments(
@@ -243,9 +244,9 @@ def pretrain(config: PretrainConfig) -> PretrainRecord:
 
     eval_dataset = tokenize_texts(eval_texts, tokenizer, config.max_length) if eval_texts else None
     with atomic_directory(output) as staging:
-        trainer = MaskedTokensTrainer(model=model, args=_training_arguments(config, staging / "scratch", bool(eval_texts)),
-                          train_dataset=tokenize_texts(train_texts, tokenizer, config.max_length),
-                          data_collator=make_collator(), processing_class=tokenizer)
+        trainer = MaskedTokensTrainer(model=model, args=_training_arguments(config, staging / "scratch"),
+                                      train_dataset=tokenize_texts(train_texts, tokenizer, config.max_length),
+                                      data_collator=make_collator(), processing_class=tokenizer)
         before = masked_perplexity(trainer, eval_dataset, make_collator)
         started = time.perf_counter()
         trainer.train()
@@ -260,19 +261,13 @@ def pretrain(config: PretrainConfig) -> PretrainRecord:
             batch_size=config.batch_size, max_length=config.max_length, mlm_probability=config.mlm_probability,
             whole_word_mask=False, mlm_head_initialised_fresh=head_fresh, eval_perplexity_before=before,
             eval_perplexity_after=after, train_runtime_s=round(seconds, 1), seed=config.seed)
-        _remove_tree(staging / "scratch")
+        shutil.rmtree(staging / "scratch", ignore_errors=True)  # the Trainer's output_dir; nothing saved there
         encoder_of(trainer.accelerator.unwrap_model(trainer.model), location).save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         (staging / RECORD_NAME).write_text(record.to_json(), encoding="utf-8")
         (staging / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1) + "\n")
     logger.info("Saved the pretrained backbone to %s (train with --backbone %s)", output, output)
     return record
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------- command line
