@@ -1,4 +1,4 @@
-"""`ticket-router` command line: train, baselines, evaluate, predict, shadow.
+"""`ticket-router` command line: train, baselines, evaluate, predict, shadow (and export, serve, calibrate, pretrain).
 
 Bad input ends with one line on stderr (`ticket-router: error: ...`) and exit status 2, never a traceback.
 """
@@ -23,6 +23,7 @@ from .calibrate import add_calibrate_command
 from .config import TrainConfig, build_config
 from .errors import InputError
 from .export import add_export_command  # serve
+from .pretrain import add_pretrain_command
 from .serve import add_serve_command  # serve
 
 logger = logging.getLogger("ticket_router")
@@ -125,15 +126,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _read_lines(path: str, encoding: str | None) -> list[str]:
     """One ticket per non-blank line of a .txt file or stdin; blank lines are skipped and counted."""
-    from .data import decode_text
+    from .data import decode_text, read_lines
 
     if path == "-":
         text = decode_text(sys.stdin.buffer.read(), "stdin", encoding) if hasattr(sys.stdin, "buffer") else sys.stdin.read()
+        lines = text.splitlines()
     else:
-        if not Path(path).is_file():
-            raise InputError(f"{path}: no such file")
-        text = decode_text(Path(path).read_bytes(), path, encoding)
-    lines = text.splitlines()
+        lines = read_lines(path, encoding)
     tickets = [line for line in lines if line.strip()]
     if len(tickets) < len(lines):
         logger.warning("%s: skipped %d blank line(s) of %d; one ticket per non-blank line",
@@ -289,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_command(commands)  # serve: export.py
     add_serve_command(commands)  # serve: serve.py
     add_calibrate_command(commands)  # calibrate.py
+    add_pretrain_command(commands)  # pretrain.py
     return parser
 
 

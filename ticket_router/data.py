@@ -58,6 +58,13 @@ def decode_text(data: bytes, source: str, encoding: str | None = None) -> str:
         ) from None
 
 
+def read_lines(path: str | Path, encoding: str | None = None) -> list[str]:
+    """Every line of a text file (blank ones included: callers count what they skip)."""
+    if not Path(path).is_file():
+        raise InputError(f"{path}: no such file")
+    return decode_text(Path(path).read_bytes(), str(path), encoding).splitlines()
+
+
 def _check_csv(path: Path, delimiter: str, encoding: str | None) -> list[str]:
     """Read a CSV once: its header, every line's field count and its encoding. Returns the header."""
     previous_limit = csv.field_size_limit(sys.maxsize)  # a 1 MB ticket is one field; restored below

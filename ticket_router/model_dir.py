@@ -7,6 +7,7 @@ than a library traceback, or worse, a router that silently routes without its le
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import InputError
@@ -63,15 +64,16 @@ def check_complete(path: Path) -> None:
                          "(copy the whole directory again, or retrain)")
 
 
-def check_replaceable(path: Path) -> None:
-    """A save may replace a model directory (or a training's own leftovers), never someone's other files."""
+def check_replaceable(path: Path, owned: Callable[[Path], bool] = is_model_dir,
+                      what: str = "a ticket_router model directory") -> None:
+    """A save may replace a directory of its own kind (`owned`: by default a model directory) or a training's own
+    leftovers, never someone's other files."""
     if not path.exists():
         return
     if not path.is_dir():
         raise InputError(f"{path}: exists and is not a directory; choose another output")
     entries = sorted(p.name for p in path.iterdir())
-    if set(entries) <= TRAINING_LEFTOVERS or is_model_dir(path):
+    if set(entries) <= TRAINING_LEFTOVERS or owned(path):
         return
     shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-    raise InputError(f"{path}: exists and is not a ticket_router model directory (it holds {shown}); "
-                     "choose a new or empty output directory")
+    raise InputError(f"{path}: exists and is not {what} (it holds {shown}); choose a new or empty output directory")
