@@ -50,8 +50,7 @@ class GlobalTaskLosses:
 
 def global_task_losses(sums: TaskLossSums, reduce: Reduce, world_size: int) -> GlobalTaskLosses:
     if world_size == 1:
-        # No labeled row: 0 / 1 = an exact zero that stays attached to the graph (every head gets a zero gradient).
-        losses = sums.nll / sums.weight.clamp_min(1e-12)
+        losses = sums.means()
         return GlobalTaskLosses(losses, losses.detach(), sums.count > 0)
     tasks = len(sums.count)
     total = reduce(torch.cat([sums.nll.detach(), sums.weight, sums.count]))  # one all-reduce of 3T floats

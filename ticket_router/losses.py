@@ -35,8 +35,7 @@ def masked_task_losses(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (losses [T], present [T] bool): mean cross-entropy of each task over its labeled rows."""
     sums = masked_task_sums(logits, labels, class_weights)
-    # No labeled row: 0 / 1 = an exact zero that stays attached to the graph (every head gets a zero gradient).
-    return sums.nll / sums.weight.clamp_min(1e-12), sums.count > 0
+    return sums.means(), sums.count > 0
 
 
 @dataclass
@@ -49,6 +48,10 @@ class TaskLossSums:
     nll: torch.Tensor
     weight: torch.Tensor
     count: torch.Tensor
+
+    def means(self) -> torch.Tensor:
+        # No labeled row: 0 / 1 = an exact zero that stays attached to the graph (every head gets a zero gradient).
+        return self.nll / self.weight.clamp_min(1e-12)
 
 
 def masked_task_sums(
